@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: install, notebooks-vs-library sync, notebook tests, pytest, book build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tools/env.sh
+echo "== 1/4 sync check (nbdev_clean + nbdev_export leave nbs/ and dpl_nb/ unchanged)"
+bash tools/check_sync.sh
+echo "== 2/4 notebook tests (nbdev_test)"
+timeout 1800 nbdev_test --n_workers 2 --timing
+echo "== 3/4 package tests (pytest tests)"
+python -m pytest -q -p no:cacheprovider tests
+echo "== 4/4 book build (jupyter-book, executes every chapter, warnings are errors)"
+bash tools/build_book.sh
+echo "all checks passed"
