@@ -1,0 +1,56 @@
+"""Quality of the shipped toy model: noun-map IoU and pointing on ToyMO-Set, sample colours, judge accuracy.
+
+Seeded, CPU, a few minutes. Writes benchmarks/results/toy_quality.json.
+Targets: noun_iou >= 0.50, noun_pointing >= 0.75, sample_colour_ok >= 0.90, judge_accuracy >= 0.95,
+noun_iou_distractor clearly below noun_iou_ordinary.
+
+    python benchmarks/toy_quality.py
+"""
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import dpl_nb
+from dpl_nb.models import load_bundle
+from dpl_nb.toyworld import (COLOURS, colours_present, judge_accuracy, load_judge, map_quality, noun_maps,
+                             random_scene, sample_images, toy_metadata, toymo_set)
+
+
+def main(out=Path(__file__).parent / "results" / "toy_quality.json", n_samples: int = 48):
+    start = time.perf_counter()
+    toy = load_bundle("toy")
+    scenes = toymo_set()
+    quality = map_quality(noun_maps(toy, scenes), scenes)
+    rng = np.random.default_rng(2024)
+    prompts = []
+    while len(prompts) < n_samples:  # prompts that name every colour, 1-2 objects
+        scene = random_scene(rng, n_objects=int(rng.integers(1, 3)), p_colour_words=1.0)
+        prompts.append(scene.caption)
+    images = sample_images(toy, prompts, steps=50, guidance=5.0, seed=0, progress=False)
+    ok = [all(colours_present(im, c) for c in COLOURS if f" {c} " in f" {p} ") for p, im in zip(prompts, images)]
+    judge = judge_accuracy(load_judge())
+    meta = toy_metadata()
+    result = {
+        "benchmark": "toy_quality", **{k: quality[k] for k in quality},
+        "sample_colour_ok": float(np.mean(ok)), "samples": len(prompts), "sample_steps": 50, "sample_guidance": 5.0,
+        "judge_accuracy": judge["both"], "judge_shape_accuracy": judge["shape"], "judge_colour_accuracy": judge["colour"],
+        "judge_crops": judge["crops"],
+        "targets": {"noun_iou": 0.50, "noun_pointing": 0.75, "sample_colour_ok": 0.90, "judge_accuracy": 0.95},
+        "model_step": meta["step"], "toymo_sha256": meta["toymo_sha256"], "seconds": time.perf_counter() - start,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__, "dpl_nb": dpl_nb.__version__,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
+        json.dump(result, f, indent=1)
+    os.replace(f.name, out)
+    print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

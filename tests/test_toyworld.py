@@ -1,0 +1,63 @@
+"The embedded toy model and toy world as a user gets them from the installed package."
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from dpl_nb.models import TOY_MODEL, load_bundle
+from dpl_nb.prompts import encode_prompts, parse_prompt
+from dpl_nb.toyworld import (TOY_VOCABULARY, is_distractor, judge_objects, load_judge, random_scene, sample_images,
+                             scenes_checksum, toy_metadata, toymo_set)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return load_bundle("toy")
+
+
+def test_toy_loads_offline_in_fp32(toy):
+    assert toy.vae is None and toy.image_size == 32 and toy.attn_res == 16
+    assert toy.unet.dtype == torch.float32 and not any(p.requires_grad for p in toy.unet.parameters())
+    meta = toy_metadata()
+    assert meta["step"] > 0 and meta["config"]["seed"] == 0 and meta["vocabulary"] == list(TOY_VOCABULARY)
+
+
+def test_same_prompt_same_seed_same_image(toy):
+    a = sample_images(toy, ["a red circle and a blue square"], steps=8, seed=3, progress=False)[0]
+    b = sample_images(toy, ["a red circle and a blue square"], steps=8, seed=3, progress=False)[0]
+    c = sample_images(toy, ["a red circle and a blue square"], steps=8, seed=4, progress=False)[0]
+    assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_unknown_word_lists_vocabulary(toy):
+    with pytest.raises(ValueError, match="does not know the word\\(s\\) \\['dog'\\].*vocabulary is: a and , circle"):
+        encode_prompts(toy, "a red {dog}")
+
+
+def test_toymo_set_is_fixed():
+    scenes = toymo_set()
+    assert len(scenes) == 100 and sum(map(is_distractor, scenes)) >= 34
+    assert all(len(parse_prompt(s.braced).words) == 2 for s in scenes)
+    assert scenes_checksum(scenes) == toy_metadata()["toymo_sha256"]
+
+
+def test_judge_reads_ground_truth():
+    judge = load_judge()
+    rng = np.random.default_rng(321)
+    scenes = [random_scene(rng) for _ in range(20)]
+    seen = [judge_objects(judge, s.image, [(o.cx, o.cy) for o in s.objects]) for s in scenes]
+    truth = [[(o.shape, o.colour) for o in s.objects] for s in scenes]
+    assert np.mean([a == b for x, y in zip(seen, truth) for a, b in zip(x, y)]) >= 0.9
+
+
+def test_wheel_carries_the_weights(tmp_path):
+    root = TOY_MODEL.parents[2]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(root)], check=True)
+    names = zipfile.ZipFile(next(tmp_path.glob("dpl_nb-*.whl"))).namelist()
+    for part in ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "tokenizer/tokenizer.json",
+                 "scheduler/scheduler_config.json", "dpl_nb.json", "log.jsonl", "judge/judge.safetensors"):
+        assert f"dpl_nb/assets/toy/{part}" in names, part
