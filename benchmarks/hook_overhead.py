@@ -8,11 +8,9 @@ Writes benchmarks/results/hook_overhead.json. Target: ratio <= 1.10.
     python benchmarks/hook_overhead.py [--runs 7] [--threads N]
 """
 import argparse
-import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 from diffusers import UNet2DConditionModel
 
 import dpl_nb
+from _results import write_result
 from dpl_nb.attention import AttentionStore, capture, cross_maps, select_layers
 
 
@@ -72,11 +71,7 @@ def main():
         "threads": torch.get_num_threads(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "torch": torch.__version__, "dpl_nb": dpl_nb.__version__,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=1)
-    os.replace(f.name, out)
+    out = write_result(result, args.out)
     print(f"plain {plain_s:.3f} s, hooked {hooked_s:.3f} s, ratio {result['ratio']:.3f} "
           f"(target <= 1.10), max |diff| {diff:.1e} -> {out}")
 

@@ -14,12 +14,10 @@ coverage of P2P's attention mask is reported too. Writes benchmarks/results/nti_
     python benchmarks/nti_p2p.py [--cases 20] [--steps 50] [--threads N]
 """
 import argparse
-import json
 import math
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import dpl_nb
+from _results import write_result
 from dpl_nb.inversion import invert, reconstruct
 from dpl_nb.models import tiny_bundle, to_pil
 from dpl_nb.p2p import edit, word_masks
@@ -152,11 +151,7 @@ def main():
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__,
         "dpl_nb": dpl_nb.__version__,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=1)
-    os.replace(f.name, out)
+    out = write_result(result, args.out)
     print(f"NTI/DDIM reconstruction MSE {result['nti_to_ddim_mse_ratio']['mean']:.2f} (mean ratio), NTI evals worst "
           f"{evals['max']} (target <= {NTI_TARGET_MAX}), background PSNR {result['edit_bg_psnr']['mean']:.1f} dB "
           f"with blend vs {result['edit_bg_psnr_no_blend']['mean']:.1f} dB without -> {out}")

@@ -9,7 +9,6 @@ noun_iou_distractor clearly below noun_iou_ordinary.
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 import dpl_nb
+from _results import write_result
 from dpl_nb.models import load_bundle
 from dpl_nb.toyworld import (COLOURS, colours_present, judge_accuracy, load_judge, map_quality, noun_maps,
                              random_scene, sample_images, toy_metadata, toymo_set)
@@ -45,10 +45,7 @@ def main(out=Path(__file__).parent / "results" / "toy_quality.json", n_samples: 
         "model_step": meta["step"], "toymo_sha256": meta["toymo_sha256"], "seconds": time.perf_counter() - start,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__, "dpl_nb": dpl_nb.__version__,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=1)
-    os.replace(f.name, out)
+    write_result(result, out)
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}, indent=1))
 
 
