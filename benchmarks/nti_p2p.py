@@ -37,16 +37,6 @@ COLOURS = {"red": (220, 50, 40), "blue": (40, 70, 220), "green": (40, 170, 60), 
 NTI_TARGET_MAX = 1400  # UNet evaluations (batch-1 equivalents, forward + backward) for NTI at 50 steps
 
 
-def damped_tiny_bundle(seed: int = 0, scale: float = 0.03):
-    "Tiny model whose UNet predicts small noise (output convolution scaled), so DDIM round trips mean something"
-    bundle = tiny_bundle(seed=seed, latent_size=16)
-    with torch.no_grad():
-        bundle.unet.conv_out.weight.mul_(scale)
-        bundle.unet.conv_out.bias.mul_(scale)
-    bundle.model_id = f"{bundle.model_id}-out{scale}"
-    return bundle
-
-
 def scene(seed: int, size: int):
     "Picture, source prompt, target prompt and circle mask `(size, size)` of case `seed`"
     rng = np.random.default_rng(seed)
@@ -111,7 +101,7 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    bundle = damped_tiny_bundle()  # the model of the measurements; the toy model will replace it
+    bundle = tiny_bundle(seed=0, latent_size=16, out_scale=0.03)  # the model of the measurements; the toy model will replace it
     cases = []
     for seed in range(args.cases):
         cases.append(run_case(bundle, seed, args.steps))

@@ -108,7 +108,9 @@ def sd_scheduler(**overrides) -> DDIMScheduler:
     return DDIMScheduler(**{**config, **overrides})
 
 
-def tiny_bundle(seed: int = 0, vae: bool = True, latent_size: int = 32) -> Bundle:
+def tiny_bundle(seed: int = 0, vae: bool = True, latent_size: int = 32,
+                out_scale: float = 1.0,  # scales the UNet's output layer: < 1 predicts small noise, as trained models do
+                ) -> Bundle:
     "Random-weight SD 1.x-topology bundle with an in-memory CLIP tokenizer: no download, for tests"
     tokenizer = clip_bpe_tokenizer(TINY_WORDS)
     with torch.random.fork_rng(devices=[]):
@@ -127,8 +129,11 @@ def tiny_bundle(seed: int = 0, vae: bool = True, latent_size: int = 32) -> Bundl
             in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32), norm_num_groups=8,
             down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
             sample_size=latent_size * 2) if vae else None
+    with torch.no_grad():
+        unet.conv_out.weight.mul_(out_scale); unet.conv_out.bias.mul_(out_scale)
     _freeze(unet, text_encoder, autoencoder)
-    return Bundle(unet, text_encoder, tokenizer, sd_scheduler(), autoencoder, default_attn_res(unet), f"tiny-{seed}")
+    model_id = f"tiny-{seed}" if out_scale == 1 else f"tiny-{seed}-out{out_scale}"
+    return Bundle(unet, text_encoder, tokenizer, sd_scheduler(), autoencoder, default_attn_res(unet), model_id)
 
 # %% ../nbs/01_models.ipynb #22c8cc68
 def _read_image(image) -> Image.Image:

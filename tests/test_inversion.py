@@ -14,14 +14,9 @@ from dpl_nb.inversion import (NTI_PRESETS, BatchLayout, Inversion, NTIConfig, dd
 from dpl_nb.models import UNetCounter
 from dpl_nb.prompts import encode_prompts
 
-from tiny_scenes import PROMPT, damped_tiny_bundle, nti_inversion, shapes_picture
+from tiny_scenes import PROMPT, damped_tiny_bundle, shapes_picture
 
 STEPS = 10
-
-
-@pytest.fixture(scope="module")
-def damped():
-    return damped_tiny_bundle()
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +28,6 @@ def picture(damped):
 def embeddings(damped):
     with torch.no_grad():
         return encode_prompts(damped, PROMPT), encode_prompts(damped, "")
-
-
-@pytest.fixture(scope="module")
-def nti(damped):
-    bundle, inversion = nti_inversion(STEPS)
-    assert bundle is damped
-    return inversion
 
 
 @pytest.fixture(scope="module")

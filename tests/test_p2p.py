@@ -11,22 +11,15 @@ from dpl_nb.p2p import (LocalBlend, P2PController, WordSwap, cross_replace_alpha
                         word_swap)
 from dpl_nb.prompts import replacement_mapper, word_positions
 
-from tiny_scenes import PROMPT, damped_tiny_bundle, nti_inversion
+from tiny_scenes import PROMPT, damped_tiny_bundle
 
 STEPS = 10
 TARGET = "a red {ring} and a yellow {square}"
 
 
 @pytest.fixture(scope="module")
-def damped():
-    return damped_tiny_bundle()
-
-
-@pytest.fixture(scope="module")
-def inversion(damped):
-    bundle, inversion = nti_inversion(STEPS)
-    assert bundle is damped
-    return inversion
+def inversion(nti):
+    return nti
 
 
 @pytest.fixture(scope="module")

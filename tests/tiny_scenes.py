@@ -1,7 +1,6 @@
 "Helpers shared by the inversion and P2P tests: a tiny model whose DDIM round trips mean something, and a drawing."
 from functools import cache
 
-import torch
 from PIL import Image, ImageDraw
 
 from dpl_nb.inversion import invert
@@ -13,12 +12,7 @@ PROMPT = "a red {circle} and a yellow {square}"
 @cache
 def damped_tiny_bundle(seed: int = 0, scale: float = 0.03):
     "Tiny model whose UNet predicts small noise (output convolution scaled), so DDIM round trips mean something"
-    bundle = tiny_bundle(seed=seed, latent_size=16)
-    with torch.no_grad():
-        bundle.unet.conv_out.weight.mul_(scale)
-        bundle.unet.conv_out.bias.mul_(scale)
-    bundle.model_id = f"{bundle.model_id}-out{scale}"
-    return bundle
+    return tiny_bundle(seed=seed, latent_size=16, out_scale=scale)
 
 
 def shapes_picture(size: int) -> Image.Image:
