@@ -98,11 +98,14 @@ def null_text_step(bundle: Bundle, scheduler: DDIMScheduler, step: int, latent: 
                    guidance_scale: float = 7.5, inner_steps: int = 10,
                    epsilon: float | None = 1e-5,  # early stop at epsilon + step * 2e-5; None: never stop early
                    lr: float = 1e-2,  # base learning rate, decayed as lr * (1 - step / 100)
+                   noise_cond: torch.Tensor | None = None,  # the conditional prediction at `latent`, if already made
                    ) -> NullTextStep:
     "Optimise the null embedding so one guided DDIM step from `latent` lands on `target` (UNet frozen)"
     t = scheduler.timesteps[step]
-    with torch.no_grad():
-        noise_cond = bundle.unet(latent, t, encoder_hidden_states=cond).sample  # once per step
+    if noise_cond is None:
+        with torch.no_grad():
+            noise_cond = bundle.unet(latent, t, encoder_hidden_states=cond).sample  # once per step
+    noise_cond = noise_cond.detach()
     null = null.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([null], lr=nti_lr(step, lr))
     loss, taken = float("nan"), 0
@@ -210,6 +213,8 @@ class Inversion:
     inner_steps: list[int] = field(default_factory=list)  # optimiser steps of each step
     cost: UNetCost = field(default_factory=UNetCost)
     versions: dict = field(default_factory=library_versions)
+    maps: torch.Tensor | None = None  # (T, r, r, 77) cross maps recorded while inverting (DPL: each step's last token pass)
+    trace: dict = field(default_factory=dict)  # what the method recorded per step (DPL: losses, thresholds, mask)
 
     @property
     def num_steps(self) -> int: return len(self.null_embeddings)
@@ -392,11 +397,14 @@ def _save(self: Inversion, path: str | os.PathLike) -> Path:
     tensors = {"latents": self.latents, "null_embeddings": self.null_embeddings}
     if self.token_embeddings is not None:
         tensors["token_embeddings"] = self.token_embeddings
+    if self.maps is not None:
+        tensors["maps"] = self.maps
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = dict(format="dpl_nb.inversion", format_version=FORMAT_VERSION, prompt=self.prompt, model_id=self.model_id,
                 guidance_scale=self.guidance_scale, scheduler_config=dict(self.scheduler_config), method=self.method,
                 settings=self.settings, losses=self.losses, inner_steps=self.inner_steps,
                 cost=dict(forward=self.cost.forward, backward=self.cost.backward), versions=self.versions,
+                trace=self.trace,
                 checksums={k: _checksum(v) for k, v in tensors.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -441,7 +449,7 @@ def _load(cls, path: str | os.PathLike, bundle: Bundle | None = None) -> Inversi
     inversion = cls(tensors["latents"], tensors["null_embeddings"], meta["prompt"], meta["model_id"],
                     meta["guidance_scale"], meta["scheduler_config"], meta["method"], tensors.get("token_embeddings"),
                     meta["settings"], meta["losses"], meta["inner_steps"], UNetCost(cost["forward"], cost["backward"]),
-                    meta["versions"])
+                    meta["versions"], tensors.get("maps"), meta.get("trace", {}))
     return inversion if bundle is None else inversion.check(bundle)
 
 

@@ -1,0 +1,149 @@
+"DPL on the toy model: only the dynamic rows change, disabled losses change nothing, one word, the fallback, errors."
+import dataclasses
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from dpl_nb.dpl import (DPL_PRESETS, DPLConfig, check_background, dpl_config, dpl_invert, dynamic_words,
+                        initial_tokens, sampled_maps)
+from dpl_nb.inversion import Inversion, reconstruct
+from dpl_nb.losses import LossConfig
+from dpl_nb.p2p import edit
+from dpl_nb.prompts import encode_prompts
+
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def toy():
+    from dpl_nb.models import load_bundle
+    return load_bundle("toy")
+
+
+@pytest.fixture(scope="module")
+def scene():
+    from dpl_nb.toyworld import toymo_set
+    return toymo_set()[2]  # "a red {diamond} and a white {circle}"
+
+
+@pytest.fixture(scope="module")
+def run(toy, scene):
+    "(embedding matrix before, a 3-step lean DPL inversion of the scene)"
+    before = toy.text_encoder.get_input_embeddings().weight.clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the background fallback may warn
+        return before, dpl_invert(toy, scene.pil, scene.braced, num_steps=STEPS, progress=False)
+
+
+def lam_zero(**kw):
+    return dataclasses.replace(DPL_PRESETS["lean"], losses=dataclasses.replace(LossConfig(), **kw))
+
+
+def test_only_dynamic_rows_change(toy, scene, run):
+    before, inv = run
+    assert torch.equal(toy.text_encoder.get_input_embeddings().weight, before)  # every row bit-identical
+    start = initial_tokens(toy, scene.braced)
+    assert inv.token_embeddings.shape == (STEPS, 2, start.shape[1])
+    assert not torch.equal(inv.token_embeddings[-1], start)  # the dynamic rows did move
+    assert sum(inv.trace["token_updates"]) > 0
+    plain = encode_prompts(toy, "a red square and a white ring")  # no dynamic word: unchanged encoder
+    assert torch.equal(plain, encode_prompts(toy, "a red square and a white ring"))
+
+
+def test_run_record_and_cost(toy, run):
+    _, inv = run
+    assert inv.method == "dpl" and inv.num_steps == STEPS and inv.settings["preset"] == "lean"
+    assert inv.maps.shape == (STEPS, toy.attn_res, toy.attn_res, 77)
+    assert len(inv.trace["token_losses"]) == len(inv.trace["thresholds"]) == STEPS
+    assert all(1 <= len(p) <= 21 for p in inv.trace["token_losses"])
+    assert np.array(inv.trace["background"]).shape == (toy.attn_res, toy.attn_res)
+    assert inv.cost.total <= STEPS + STEPS * (21 + 21 + 1 + 2 * 10 + 1)
+
+
+def test_all_lambdas_zero_keep_the_tokens(toy, scene):
+    config = lam_zero(lambda_at=0.0, lambda_bg=0.0, lambda_dj=0.0)
+    inv = dpl_invert(toy, scene.pil, scene.braced, config, num_steps=2, background=torch.ones(16, 16, dtype=torch.bool),
+                     progress=False)
+    assert inv.trace["token_updates"] == [0, 0]
+    assert torch.equal(inv.token_embeddings[-1], initial_tokens(toy, scene.braced))
+
+
+def test_zero_lambda_ignores_its_loss(toy, scene):
+    "With lambda_bg = 0 the background mask cannot change anything"
+    config = lam_zero(lambda_bg=0.0)
+    runs = [dpl_invert(toy, scene.pil, scene.braced, config, num_steps=2, background=mask, progress=False)
+            for mask in (torch.zeros(16, 16, dtype=torch.bool), torch.ones(16, 16, dtype=torch.bool))]
+    assert torch.equal(runs[0].token_embeddings, runs[1].token_embeddings)
+    assert torch.equal(runs[0].null_embeddings, runs[1].null_embeddings)
+    assert all(p["bg"] == 0 for step in runs[0].trace["token_losses"] for p in step)
+
+
+def test_one_dynamic_word_has_no_nan(toy, scene):
+    prompt = scene.braced.replace("{circle}", "circle")
+    inv = dpl_invert(toy, scene.pil, prompt, num_steps=2, background=torch.zeros(16, 16, dtype=torch.bool),
+                     progress=False)
+    assert inv.token_embeddings.shape[1] == 1 and torch.isfinite(inv.token_embeddings).all()
+    assert all(p["dj"] == 0 and np.isfinite(p["total"]) for step in inv.trace["token_losses"] for p in step)
+
+
+def test_no_background_cluster_falls_back(toy, scene):
+    config = dataclasses.replace(DPL_PRESETS["lean"], cluster_threshold=0.0)  # every cluster matches a noun
+    with pytest.warns(UserWarning):
+        inv = dpl_invert(toy, scene.pil, scene.braced, config, num_steps=2, progress=False)
+    assert inv.trace["background_fallback"] and "BG" in inv.trace["cluster_labels"]
+    assert np.array(inv.trace["background"]).any()
+
+
+def test_same_seed_same_result(toy, scene, run):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = dpl_invert(toy, scene.pil, scene.braced, num_steps=STEPS, progress=False)
+    assert torch.equal(again.token_embeddings, run[1].token_embeddings)
+    assert torch.equal(again.null_embeddings, run[1].null_embeddings)
+
+
+def test_save_load_and_edit(toy, scene, run, tmp_path):
+    _, inv = run
+    loaded = Inversion.load(inv.save(tmp_path / "dpl.safetensors"), toy)
+    for name in ("latents", "null_embeddings", "token_embeddings", "maps"):
+        assert torch.equal(getattr(loaded, name), getattr(inv, name))
+    assert loaded.trace == inv.trace and loaded.method == "dpl"
+    same = edit(toy, loaded, scene.braced, progress=False)  # identity edit = the reconstruction
+    assert torch.allclose(same.latents[1:], same.latents[:1], atol=1e-5)
+    assert torch.allclose(same.latents[:1], reconstruct(toy, loaded, progress=False), atol=1e-4)
+    swapped = edit(toy, loaded, scene.braced.replace("{diamond}", "{cross}"), progress=False)
+    assert not torch.allclose(swapped.latents[1:], swapped.latents[:1], atol=1e-3)
+    maps = sampled_maps(toy, loaded)
+    assert maps.shape == (STEPS, 16, 16, 77) and torch.allclose(maps.sum(-1), torch.ones(STEPS, 16, 16), atol=1e-4)
+
+
+def test_bad_input(toy, scene):
+    with pytest.raises(ValueError, match="braces"):
+        dynamic_words(toy.tokenizer, "a red diamond and a white circle")
+    with pytest.raises(ValueError, match="braces"):
+        dpl_invert(toy, scene.pil, "a red diamond and a white circle", num_steps=2, progress=False)
+    with pytest.raises(ValueError, match="16x16"):
+        dpl_invert(toy, scene.pil, scene.braced, num_steps=2, background=np.zeros((32, 32), bool), progress=False)
+    with pytest.raises(ValueError, match="16x16"):
+        check_background(torch.zeros(16, 8, dtype=torch.bool), 16)
+    with pytest.raises(ValueError, match="num_steps"):
+        dpl_invert(toy, scene.pil, scene.braced, num_steps=0, progress=False)
+    with pytest.raises(ValueError, match="guidance_scale"):
+        dpl_invert(toy, scene.pil, scene.braced, num_steps=2, guidance_scale=1.0, progress=False)
+    with pytest.raises(ValueError, match="lean"):
+        dpl_config("fast")
+    with pytest.raises(ValueError, match="token_steps"):
+        DPLConfig(token_steps=-1)
+    with pytest.raises(ValueError, match="init"):
+        DPLConfig(init="char")
+    with pytest.raises(ValueError, match="vocabulary|not in"):
+        dpl_invert(toy, scene.pil, "a red {tiger} and a white circle", num_steps=2, progress=False)
+
+
+def test_piece_init_warns_for_the_toy_vocabulary(toy, scene):
+    with pytest.warns(UserWarning, match="piece"):
+        piece = initial_tokens(toy, scene.braced, init="piece")
+    unk = toy.text_encoder.get_input_embeddings().weight[toy.tokenizer.unk_token_id]
+    assert torch.equal(piece[0], unk)
