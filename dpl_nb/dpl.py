@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .attention import AttentionStore, capture
 from .background import BackgroundMasks, attention_statistics, background_masks
 from .inversion import (NTI_PRESETS, Inversion, NTIConfig, check_num_steps, ddim_invert, ddim_scheduler,
-                              encode_with_tokens, null_text_step, sample, word_embeddings)
+                              encode_image, encode_with_tokens, null_text_step, sample, word_embeddings)
 from .losses import LossConfig, dpl_losses
 from .models import Bundle, UNetCounter
 from .prompts import encode_prompts, parse_prompt
@@ -152,11 +152,7 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
     r = bundle.attn_res
     if background is not None:
         background = check_background(background, r)
-    if isinstance(generator, int):
-        generator = torch.Generator(bundle.device).manual_seed(generator)
-    z0 = bundle.encode(image, generator)
-    if z0.shape[0] != 1:
-        raise ValueError(f"image: invert one image at a time, got a batch of {z0.shape[0]}")
+    z0 = encode_image(bundle, image, generator)
     with torch.no_grad():
         cond, null = encode_prompts(bundle, parsed.text), encode_prompts(bundle, "")
     trace = dict(token_losses=[], thresholds=[], token_updates=[])

@@ -28,7 +28,8 @@ from .prompts import encode_prompts, parse_prompt, tokenize_prompts, word_positi
 __all__ = ['NTI_PRESETS', 'FORMAT_VERSION', 'check_num_steps', 'ddim_scheduler', 'inverse_scheduler', 'ddim_invert',
            'guided_noise', 'nti_lr', 'nti_threshold', 'NullTextStep', 'null_text_step', 'NTIConfig', 'nti_config',
            'NullText', 'null_text_invert', 'library_versions', 'Inversion', 'word_embeddings',
-           'token_embeddings_replaced', 'encode_with_tokens', 'BatchLayout', 'sample', 'reconstruct', 'invert']
+           'token_embeddings_replaced', 'encode_with_tokens', 'BatchLayout', 'sample', 'reconstruct', 'encode_image',
+           'invert']
 
 # %% ../nbs/04_inversion.ipynb #ea14fe23
 def check_num_steps(num_steps: int, scheduler) -> int:
@@ -350,6 +351,18 @@ def reconstruct(bundle: Bundle, inversion: Inversion, progress: bool = True) -> 
     return sample(bundle, inversion, progress=progress)
 
 # %% ../nbs/04_inversion.ipynb #238763cf
+def encode_image(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [-1, 1]
+                 generator: torch.Generator | int | None = None,  # seed or generator sampling the VAE posterior; None: its mean
+                 ) -> torch.Tensor:
+    "The latent `z0` `(1, C, h, w)` of one image, the start of every inversion"
+    if isinstance(generator, int):
+        generator = torch.Generator(bundle.device).manual_seed(generator)
+    z0 = bundle.encode(image, generator)
+    if z0.shape[0] != 1:
+        raise ValueError(f"image: invert one image at a time, got a batch of {z0.shape[0]}")
+    return z0
+
+
 def invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [-1, 1]
            prompt: str,  # describes the image; braces mark the words DPL will learn
            num_steps: int = 50, guidance_scale: float = 7.5,
@@ -366,11 +379,7 @@ def invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [
     parse_prompt(prompt, bundle.tokenizer)
     config = nti_config(nti)
     check_num_steps(num_steps, bundle.scheduler)
-    if isinstance(generator, int):
-        generator = torch.Generator(bundle.device).manual_seed(generator)
-    z0 = bundle.encode(image, generator)
-    if z0.shape[0] != 1:
-        raise ValueError(f"image: invert one image at a time, got a batch of {z0.shape[0]}")
+    z0 = encode_image(bundle, image, generator)
     with torch.no_grad():
         cond, null = encode_prompts(bundle, prompt), encode_prompts(bundle, "")
     with UNetCounter(bundle.unet) as cost:
