@@ -147,3 +147,18 @@ def test_piece_init_warns_for_the_toy_vocabulary(toy, scene):
         piece = initial_tokens(toy, scene.braced, init="piece")
     unk = toy.text_encoder.get_input_embeddings().weight[toy.tokenizer.unk_token_id]
     assert torch.equal(piece[0], unk)
+
+
+def test_split_word_learns_all_its_tokens(bundle):
+    "A braced word the tokenizer splits keeps all its tokens, each a dynamic row (tiny model: 2x self-attention path)"
+    from tiny_scenes import shapes_picture
+    prompt = "a {bluegreen} circle and a {square}"
+    sizes = [len(w.positions) for w in dynamic_words(bundle.tokenizer, prompt).words]
+    assert sizes[0] > 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inv = dpl_invert(bundle, shapes_picture(bundle.image_size), prompt, num_steps=2, progress=False)
+    assert inv.token_embeddings.shape[:2] == (2, sum(sizes)) and torch.isfinite(inv.token_embeddings).all()
+    assert np.array(inv.trace["background"]).shape == (bundle.attn_res, bundle.attn_res)
+    result = edit(bundle, inv, prompt.replace("{square}", "{ring}"), progress=False)
+    assert len(result.edits) == 1
