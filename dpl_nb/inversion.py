@@ -376,6 +376,9 @@ def invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [
     if method == "nti" and not guidance_scale > 1:
         raise ValueError(f"guidance_scale must be > 1 for null-text inversion (at 1 the null embedding has no "
                          f"effect), got {guidance_scale}; use 7.5 as in the paper, or method='ddim'")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"prompt is empty: describe the image, as in 'a {{cat}} and a {{dog}}' (braces mark the "
+                         f"words to learn or edit), got {prompt!r}")
     parse_prompt(prompt, bundle.tokenizer)
     config = nti_config(nti)
     check_num_steps(num_steps, bundle.scheduler)

@@ -155,7 +155,9 @@ def _read_image(image) -> Image.Image:
                      "for a tensor in [-1, 1] use it directly")
 
 
-def load_image(image, size: int | tuple[int, int] = 512, fit: str = "crop") -> torch.Tensor:
+def load_image(image, size: int | tuple[int, int] = 512, fit: str = "crop",
+               min_side: int = 1,  # refuse images whose short side is below this (upscaling would invent the picture)
+               ) -> torch.Tensor:
     "Read a path or PIL image as a `(1, 3, H, W)` float tensor in [-1, 1], converted to RGB and sized for the model"
     if fit not in ("crop", "resize"):
         raise ValueError(f"fit must be 'crop' (centre crop, then resize) or 'resize' (squash), got {fit!r}")
@@ -165,6 +167,10 @@ def load_image(image, size: int | tuple[int, int] = 512, fit: str = "crop") -> t
     img = _read_image(image)
     if img.width == 0 or img.height == 0:
         raise ValueError("image is empty (0 pixels)")
+    if min(img.size) < min_side:
+        raise ValueError(f"image is {img.width}x{img.height}, too small: this model works at {width}x{height} and "
+                         f"would upscale it more than {max(width, height) // min_side}x; use an image at least "
+                         f"{min_side} px on its short side")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
     img = img.convert("RGB")
@@ -187,12 +193,14 @@ def to_pil(images: torch.Tensor):
 # %% ../nbs/01_models.ipynb #8dab9f5b
 def _as_images(bundle: Bundle, images) -> torch.Tensor:
     if not isinstance(images, torch.Tensor):
-        images = load_image(images, bundle.image_size)
+        images = load_image(images, bundle.image_size, min_side=max(1, bundle.image_size // 8))
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (B, 3, H, W) in [-1, 1], got shape {tuple(images.shape)}")
     if images.shape[-1] % (8 * bundle.scale_factor) or images.shape[-2] % (8 * bundle.scale_factor):
         raise ValueError(f"image sides must be multiples of {8 * bundle.scale_factor} for this model, "
                          f"got {tuple(images.shape[-2:])}; use load_image(image, size)")
+    if not torch.isfinite(images).all():
+        raise ValueError("images contain NaN or infinite values; pass pixels in [-1, 1] (load_image makes them)")
     return images.to(bundle.device, bundle.dtype)
 
 

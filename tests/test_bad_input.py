@@ -1,0 +1,131 @@
+"""Bad input, as a table: each row is an input a user may give, what the library does with it, and the words the
+message must contain. Rows either fail early with a clear ValueError / FileNotFoundError, or are handled (and say how).
+The command line's rows are in test_cli.py and below (`CLI_CASES`)."""
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import dpl_nb.inversion as inversion_module
+from dpl_nb.dpl import dpl_invert
+from dpl_nb.inversion import Inversion, invert
+from dpl_nb.models import load_bundle, load_image, tiny_bundle
+from dpl_nb.p2p import edit
+from dpl_nb.prompts import parse_prompt
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return load_bundle("toy")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    "Image files of every kind the table needs"
+    d = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(0)
+    rgb = lambda w, h: Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    rgb(32, 32).save(d / "ok.png")
+    rgb(32, 32).convert("L").save(d / "gray.png")
+    rgb(32, 32).convert("RGBA").save(d / "rgba.png")
+    rgb(16, 16).save(d / "small16.png")
+    rgb(2, 2).save(d / "tiny2.png")
+    rgb(48, 32).save(d / "wide.png")
+    Image.new("RGB", (5000, 5000), (90, 120, 200)).save(d / "huge.png")
+    (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    (d / "folder.png").mkdir()
+    return d
+
+
+@pytest.fixture(scope="module")
+def toy_inversion(toy, files):
+    return invert(toy, files / "ok.png", "a red {circle} and a blue {square}", num_steps=2, progress=False)
+
+
+PROMPT = "a red {circle} and a blue {square}"
+
+# (case, what to call, expected exception, words in the message)
+LIBRARY_CASES = [
+    ("missing image file", lambda t, f, i: load_image(f / "nope.png"), FileNotFoundError, "no file"),
+    ("a folder instead of an image", lambda t, f, i: load_image(f / "folder.png"), ValueError, "folder"),
+    ("a corrupt image", lambda t, f, i: load_image(f / "corrupt.png"), ValueError, "not an image"),
+    ("an image too small for the model (SD size)", lambda t, f, i: load_image(f / "small16.png", 512, min_side=64),
+     ValueError, "too small"),
+    ("a 2x2 image for the toy model", lambda t, f, i: t.encode(f / "tiny2.png"), ValueError, "too small"),
+    ("NaN in an image tensor", lambda t, f, i: t.encode(torch.full((1, 3, 32, 32), math.nan)), ValueError, "NaN"),
+    ("empty prompt", lambda t, f, i: invert(t, f / "ok.png", "", num_steps=2, progress=False), ValueError, "empty"),
+    ("unbalanced braces", lambda t, f, i: parse_prompt("a {cat and a dog"), ValueError, "unbalanced"),
+    ("empty braces", lambda t, f, i: parse_prompt("a {} and a dog"), ValueError, "empty braces"),
+    ("over 77 tokens", lambda t, f, i: parse_prompt("a " + "red circle and a " * 30 + "{square}", t.tokenizer),
+     ValueError, "77"),
+    ("a word the toy model does not know", lambda t, f, i: invert(t, f / "ok.png", "a {tiger}", num_steps=2,
+                                                                 progress=False), ValueError, "vocabulary"),
+    ("DPL without a braced word", lambda t, f, i: dpl_invert(t, f / "ok.png", "a red circle", num_steps=2,
+                                                            progress=False), ValueError, "braces"),
+    ("a background mask of the wrong size", lambda t, f, i: dpl_invert(t, f / "ok.png", PROMPT, num_steps=2,
+        background=torch.zeros(8, 8, dtype=torch.bool), progress=False), ValueError, "16x16"),
+    ("steps out of range", lambda t, f, i: invert(t, f / "ok.png", PROMPT, num_steps=5000, progress=False),
+     ValueError, "num_steps"),
+    ("a blend word absent from the prompt", lambda t, f, i: edit(t, i, PROMPT.replace("circle", "ring"),
+        blend_words=("triangle", "ring"), progress=False), ValueError, "triangle"),
+    ("a reweight word absent from the prompt", lambda t, f, i: edit(t, i, PROMPT, reweight={"cross": 2.0},
+                                                                    progress=False), ValueError, "cross"),
+    ("an unknown device", lambda t, f, i: load_bundle("toy", device="tpu"), (ValueError, RuntimeError), "tpu"),
+    ("a missing model folder", lambda t, f, i: load_bundle(f / "no-such-model"), FileNotFoundError, "no-such-model"),
+]
+
+
+@pytest.mark.parametrize("case,call,error,words", LIBRARY_CASES, ids=[c[0] for c in LIBRARY_CASES])
+def test_library_rejects(case, call, error, words, toy, files, toy_inversion):
+    with pytest.raises(error) as info:
+        call(toy, files, toy_inversion)
+    message = str(info.value)
+    assert words.lower() in message.lower(), message
+    assert "\n" not in message.strip() and len(message) < 600, "one clear line"
+
+
+HANDLED = [  # inputs that are fine: converted, with the result the model needs
+    ("grayscale", "gray.png"), ("RGBA (composited on white)", "rgba.png"), ("16x16 on the 32x32 toy model", "small16.png"),
+    ("non-square (centre-cropped)", "wide.png"), ("5000x5000 (downscaled)", "huge.png"),
+]
+
+
+@pytest.mark.parametrize("case,name", HANDLED, ids=[c[0] for c in HANDLED])
+def test_library_handles(case, name, toy, files):
+    z0 = toy.encode(files / name)
+    assert z0.shape == (1, 3, 32, 32) and torch.isfinite(z0).all()
+
+
+def test_inversion_from_another_model(toy_inversion, tmp_path):
+    path = toy_inversion.save(tmp_path / "inv.safetensors")
+    with pytest.raises(ValueError, match="made with the model 'toy'"):
+        Inversion.load(path, tiny_bundle(seed=0))
+
+
+def test_truncated_inversion_file(toy, toy_inversion, tmp_path):
+    path = toy_inversion.save(tmp_path / "inv.safetensors")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        Inversion.load(path, toy)
+
+
+def test_output_under_a_file_fails_cleanly(toy_inversion, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OSError):
+        toy_inversion.save(blocker / "inv.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_interrupted_save_leaves_nothing(toy_inversion, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        Path(args[1]).write_bytes(b"half")  # the writer got part-way
+        raise KeyboardInterrupt
+    monkeypatch.setattr(inversion_module, "save_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        toy_inversion.save(tmp_path / "inv.safetensors")
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temp file
