@@ -5,9 +5,9 @@ import statistics
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from dpl_nb.toyworld import SHAPES, SIMILAR, Scene, is_distractor, toymo_set
+from dpl_nb.metrics import psnr
+from dpl_nb.toyworld import Scene, is_distractor, swap_target, toymo_set  # noqa: F401 (swap_target: re-exported)
 
 
 def benchmark_scenes(n: int) -> list[tuple[int, Scene]]:
@@ -23,26 +23,6 @@ def balanced_scenes(n: int) -> list[tuple[int, Scene]]:
     return sorted(hard + easy, key=lambda pair: pair[0])
 
 
-def reference_iou(word_map: torch.Tensor, mask: np.ndarray, thresholds) -> np.ndarray:
-    """IoU of one word map `(r, r)` with a bool `mask` at each threshold, the reference code's protocol: scaled to
-    0-255 by its max, resized bicubically to 256x256 and then to the mask's size, divided by its max, `map > th`"""
-    m = word_map.detach().float().cpu().numpy()
-    m = (m / max(m.max(), 1e-12) * 255).astype(np.uint8)
-    picture = Image.fromarray(m).resize((256, 256), Image.BICUBIC).resize(mask.shape[::-1], Image.BICUBIC)
-    a = np.asarray(picture, dtype=np.float64)
-    a = a / max(a.max(), 1e-12)
-    binary = a[None] > np.asarray(thresholds, dtype=np.float64)[:, None, None]
-    return (binary & mask).sum((1, 2)) / np.maximum((binary | mask).sum((1, 2)), 1)
-
-
-def swap_target(scene: Scene) -> tuple[str, str, str]:
-    "Word swap of the first object: (old shape, new shape, target prompt); the new shape is neither in the scene nor similar"
-    old, other = scene.objects[0].shape, scene.objects[1].shape
-    new = next(s for s in SHAPES[SHAPES.index(old) + 1:] + SHAPES
-               if s not in (old, other, SIMILAR.get(old), SIMILAR.get(other)))
-    return old, new, scene.braced.replace("{" + old + "}", "{" + new + "}", 1)
-
-
 def dilated_mask(mask: np.ndarray, pixels: int = 1) -> np.ndarray:
     "`mask` grown by `pixels` in every direction (max-pool)"
     m = torch.from_numpy(mask).float()[None, None]
@@ -50,10 +30,9 @@ def dilated_mask(mask: np.ndarray, pixels: int = 1) -> np.ndarray:
 
 
 def psnr_outside(image, reference, region: np.ndarray) -> float | None:
-    "PSNR (dB, 8-bit images) over the pixels outside `region`; None when they are identical"
-    a, b = (np.asarray(i, dtype=np.float64) / 255 for i in (image, reference))
-    mse = float(((a - b) ** 2)[~region].mean())
-    return None if mse == 0 else 10 * math.log10(1 / mse)
+    "PSNR (dB) of `image` against `reference` outside `region`; None when identical there (JSON has no inf)"
+    value = psnr(image, reference, mask=~region)
+    return None if math.isinf(value) else value
 
 
 def summary(values: list) -> dict:

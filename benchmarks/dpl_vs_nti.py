@@ -25,24 +25,22 @@ import torch.nn.functional as F
 
 import dpl_nb
 from _results import write_result
-from _toymo import balanced_scenes, dilated_mask, psnr_outside, reference_iou, summary, swap_target
+from _toymo import balanced_scenes, dilated_mask, psnr_outside, summary, swap_target
 from dpl_nb.dpl import dpl_invert, sampled_maps
 from dpl_nb.inversion import invert
+from dpl_nb.metrics import THRESHOLDS, word_ious
 from dpl_nb.models import load_bundle
 from dpl_nb.p2p import edit
 from dpl_nb.prompts import parse_prompt
 from dpl_nb.toyworld import is_distractor, toymo_set
 
-THRESHOLDS = np.round(np.arange(0.0, 1.0001, 0.05), 2)
 LEAN_TARGET_MAX = 3400  # UNet evaluations per image, worst case, lean preset at 50 steps
 
 
 def map_ious(bundle, inversion, scene) -> np.ndarray:
     "IoU `(nouns, thresholds)` of each braced noun's step-averaged map of the inversion's reconstruction"
-    maps = sampled_maps(bundle, inversion).mean(0)
     words = parse_prompt(scene.braced, bundle.tokenizer).words
-    return np.stack([reference_iou(maps[..., w.positions].mean(-1), mask, THRESHOLDS)
-                     for w, mask in zip(words, scene.masks)])
+    return word_ious(sampled_maps(bundle, inversion), [w.positions for w in words], scene.masks, THRESHOLDS)
 
 
 def edit_psnr(bundle, inversion, scene) -> dict:

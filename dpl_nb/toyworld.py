@@ -32,7 +32,7 @@ from .prompts import encode_prompts, parse_prompt
 __all__ = ['SHAPES', 'COLOURS', 'SIMILAR', 'TOY_VOCABULARY', 'SIZE', 'shape_coverage', 'ToyObject', 'Scene', 'caption_for',
            'render_scene', 'random_scene', 'is_distractor', 'toy_tokenizer', 'toy_models', 'ToyTrainConfig',
            'scene_batch', 'save_toy_model', 'train_toy_model', 'sample_images', 'colours_present', 'toy_metadata',
-           'toymo_set', 'scenes_checksum', 'noun_maps', 'attention_iou', 'map_quality', 'show_noun_maps',
+           'toymo_set', 'scenes_checksum', 'swap_target', 'noun_maps', 'attention_iou', 'map_quality', 'show_noun_maps',
            'select_snapshot', 'snapshot_score', 'ship_toy_model', 'ObjectJudge', 'object_crops', 'train_judge',
            'judge_accuracy', 'save_judge', 'load_judge', 'judge_objects']
 
@@ -351,6 +351,14 @@ def scenes_checksum(scenes: list[Scene]) -> str:
     for s in scenes:
         digest.update(s.image.tobytes()); digest.update(np.packbits(s.masks).tobytes()); digest.update(s.braced.encode())
     return digest.hexdigest()
+
+# %% ../nbs/09_toyworld.ipynb #87b654ba
+def swap_target(scene: Scene) -> tuple[str, str, str]:
+    "The word swap the experiments make: (old shape, new shape, target prompt) for the first object"
+    old, other = scene.objects[0].shape, scene.objects[1].shape
+    new = next(s for s in SHAPES[SHAPES.index(old) + 1:] + SHAPES
+               if s not in (old, other, SIMILAR.get(old), SIMILAR.get(other)))
+    return old, new, scene.braced.replace("{" + old + "}", "{" + new + "}", 1)
 
 # %% ../nbs/09_toyworld.ipynb #ce1c765d
 @torch.no_grad()

@@ -129,3 +129,54 @@ def test_interrupted_save_leaves_nothing(toy_inversion, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         toy_inversion.save(tmp_path / "inv.safetensors")
     assert list(tmp_path.iterdir()) == []  # neither the file nor its temp file
+
+
+# The command line: every row exits with status 2, prints one line `dpl_nb: error: ...` and writes nothing.
+def _cli_cases(f, inv, other, trunc, out):
+    scene = str(f / "ok.png")
+    return [
+        ("missing image", ["invert", str(f / "nope.png"), "--prompt", PROMPT, "-o", out], "no file"),
+        ("a folder instead of an image", ["invert", str(f / "folder.png"), "--prompt", PROMPT, "-o", out], "folder"),
+        ("a corrupt image", ["invert", str(f / "corrupt.png"), "--prompt", PROMPT, "-o", out], "not an image"),
+        ("a 2x2 image", ["invert", str(f / "tiny2.png"), "--prompt", PROMPT, "-o", out], "too small"),
+        ("empty prompt", ["invert", scene, "--prompt", "", "-o", out], "empty"),
+        ("unbalanced braces", ["invert", scene, "--prompt", "a {red circle", "-o", out], "unbalanced"),
+        ("over 77 tokens", ["invert", scene, "--prompt", "a " + "red circle and a " * 30 + "{square}", "-o", out], "77"),
+        ("unknown device", ["invert", scene, "--prompt", PROMPT, "--device", "tpu", "-o", out], "tpu"),
+        ("output in a missing folder", ["invert", scene, "--prompt", PROMPT, "-o", str(f / "no" / "inv.safetensors")],
+         "folder"),
+        ("an inversion from another model", ["edit", other, "--model", "toy", "--target", PROMPT, "-o",
+                                             out.replace(".safetensors", ".png")], "model"),
+        ("a truncated inversion", ["edit", trunc, "--target", PROMPT, "-o", out.replace(".safetensors", ".png")],
+         "truncated"),
+        ("a blend word absent from the prompt", ["edit", inv, "--target", PROMPT.replace("circle", "ring"), "--blend",
+                                                 "triangle", "-o", out.replace(".safetensors", ".png")], "triangle"),
+        ("a missing inversion for show", ["show", str(f / "nope.safetensors"), "-o",
+                                          out.replace(".safetensors", ".png")], "no file"),
+    ]
+
+
+CLI_IDS = ["missing image", "a folder instead of an image", "a corrupt image", "a 2x2 image", "empty prompt",
+           "unbalanced braces", "over 77 tokens", "unknown device", "output in a missing folder",
+           "an inversion from another model", "a truncated inversion", "a blend word absent from the prompt",
+           "a missing inversion for show"]
+
+
+@pytest.mark.parametrize("row", range(len(CLI_IDS)), ids=CLI_IDS)
+def test_cli_rejects(row, files, toy_inversion, tmp_path, capsys):
+    import dataclasses
+    from dpl_nb.cli import main
+    inv = str(toy_inversion.save(tmp_path / "inv.safetensors"))
+    other = str(dataclasses.replace(toy_inversion, model_id="tiny-0").save(tmp_path / "other.safetensors"))
+    trunc = tmp_path / "trunc.safetensors"
+    trunc.write_bytes(Path(inv).read_bytes()[:1000])
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    case, argv, words = _cli_cases(files, inv, other, str(trunc), str(out_dir / "result.safetensors"))[row]
+    assert case == CLI_IDS[row]
+    status = main(argv + ["--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2, (case, err)
+    assert len(err) == 1 and err[0].startswith("dpl_nb: error:") and "Traceback" not in err[0], err
+    assert words.lower() in err[0].lower(), err[0]
+    assert list(out_dir.iterdir()) == []  # nothing written
