@@ -155,7 +155,7 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
     z0 = encode_image(bundle, image, generator)
     with torch.no_grad():
         cond, null = encode_prompts(bundle, parsed.text), encode_prompts(bundle, "")
-    trace = dict(token_losses=[], thresholds=[], token_updates=[])
+    trace = dict(token_losses=[], thresholds=[], token_updates=[], token_drift=[])
     with UNetCounter(bundle.unet) as cost:
         with attention_statistics(bundle) as stats:
             trajectory = ddim_invert(bundle, z0, cond, num_steps, progress)
@@ -167,6 +167,7 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
         trace["background"] = background.int().tolist()
         scheduler = ddim_scheduler(bundle.scheduler.config, num_steps)
         tokens = torch.nn.Parameter(initial_tokens(bundle, prompt, config.init).to(bundle.device, torch.float32))
+        start_tokens = tokens.detach().clone()
         store = AttentionStore(keep_grad=True)
         latent, start = trajectory[-1], null
         all_tokens, nulls, maps, losses, inner = [], [], [], [], []
@@ -178,6 +179,7 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
             trace["token_losses"].append(done.losses)
             trace["token_updates"].append(done.updates)
             trace["thresholds"].append(config.losses.thresholds(i))
+            trace["token_drift"].append(((tokens.detach() - start_tokens).norm() / start_tokens.norm()).item())
             with torch.no_grad():
                 step_cond = encode_with_tokens(bundle, prompt, prompt, tokens.detach())
             fitted = null_text_step(bundle, scheduler, i, latent, trajectory[num_steps - 1 - i], step_cond,

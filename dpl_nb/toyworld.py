@@ -235,8 +235,23 @@ def _read_log(path: Path, upto: int | None = None) -> list[dict]:
     return [r for r in rows if upto is None or r["step"] <= upto]
 
 
+class _StepBatches(torch.utils.data.Dataset):
+    "The training batches of steps `start` ... `end - 1`; each is a pure function of (seed, step), so workers may make them"
+    def __init__(self, config: ToyTrainConfig, start: int, end: int):
+        self.config, self.start, self.end = config, start, end
+
+    def __len__(self) -> int: return self.end - self.start
+
+    def __getitem__(self, i: int):
+        c = self.config
+        return scene_batch(c.seed, self.start + i, c.batch_size, c.p_empty, p_same_colour=c.p_same_colour,
+                           p_similar=c.p_similar, p_colour_words=c.p_colour_words)
+
+
 def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: str | None = None,
-                    stop_at: int | None = None, progress: bool = True) -> Path:
+                    stop_at: int | None = None, progress: bool = True,
+                    workers: int = 0,  # processes drawing the scenes ahead of the GPU (0: in this process); same batches
+                    ) -> Path:
     "Train the toy model in `run_dir`, resuming from its checkpoint; writes log.jsonl and EMA snapshots"
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -262,10 +277,9 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
     log.write_text("".join(json.dumps(r) + "\n" for r in _read_log(log, start)))  # drop rows past the checkpoint
     end = min(config.steps, stop_at or config.steps)
     losses = []
-    for step in tqdm(range(start, end), initial=start, total=config.steps, disable=not progress, desc="training"):
-        images, captions = scene_batch(config.seed, step, config.batch_size, config.p_empty,
-                                       p_same_colour=config.p_same_colour, p_similar=config.p_similar,
-                                       p_colour_words=config.p_colour_words)
+    batches = torch.utils.data.DataLoader(_StepBatches(config, start, end), batch_size=None, num_workers=workers)
+    for step, (images, captions) in zip(tqdm(range(start, end), initial=start, total=config.steps,
+                                             disable=not progress, desc="training"), batches):
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         noise = torch.randn(images.shape, generator=gen)
         t = torch.randint(0, 1000, (images.shape[0],), generator=gen)

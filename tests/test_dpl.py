@@ -162,3 +162,12 @@ def test_split_word_learns_all_its_tokens(bundle):
     assert np.array(inv.trace["background"]).shape == (bundle.attn_res, bundle.attn_res)
     result = edit(bundle, inv, prompt.replace("{square}", "{ring}"), progress=False)
     assert len(result.edits) == 1
+
+
+def test_paper_preset_runs_the_reference_null_text(toy, scene):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inv = dpl_invert(toy, scene.pil, scene.braced, "paper", num_steps=2, progress=False)
+    assert inv.settings["preset"] == "paper" and inv.inner_steps == [51, 51]  # no early stop, 51 inner steps
+    assert inv.cost.total <= 2 + 2 * (21 + 21 + 1 + 2 * 51 + 1)
+    assert len(inv.trace["token_drift"]) == 2 and inv.trace["token_drift"][0] >= 0

@@ -19,6 +19,8 @@ def main():
     parser.add_argument("run_dir")
     parser.add_argument("--steps", type=int, default=ToyTrainConfig.steps)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes drawing training scenes (default: 8 with a GPU, else 0); batches do not change")
     parser.add_argument("--no-train", action="store_true", help="skip training; score and ship existing snapshots")
     parser.add_argument("--no-ship", action="store_true", help="train only")
     parser.add_argument("--judge", action="store_true", help="train and ship the object judge too")
@@ -26,7 +28,8 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.no_train:
-        train_toy_model(args.run_dir, ToyTrainConfig(steps=args.steps))
+        workers = args.workers if args.workers is not None else (8 if torch.cuda.is_available() else 0)
+        train_toy_model(args.run_dir, ToyTrainConfig(steps=args.steps), workers=workers)
     if args.judge:
         judge = train_judge()
         print("judge accuracy on held-out crops:", judge_accuracy(judge))
