@@ -1,0 +1,91 @@
+"""The paper's claims re-measured on ToyMO-Set (chapter 11): IoU curves, loss ablation, edits, cost.
+
+For the first N ToyMO-Set scenes (all 100 by default) at 50 steps: IoU sweeps of DDIM, NTI, DPL-paper and DPL-lean,
+the seven-row loss ablation of DPL-lean, NTI + P2P vs DPL-lean + P2P word swaps (edit success, distractor
+preservation, background PSNR / SSIM), and the cost of each method. Each finished scene is appended to
+benchmarks/results/paper_claims_scenes.jsonl, so a crash loses at most the scenes in flight and running the command
+again continues where it stopped; the summary goes to benchmarks/results/paper_claims.json (atomically) with a figure
+of the IoU curves. Long: about a quarter of an hour of one CPU core per scene; use --workers.
+
+    python benchmarks/paper_claims.py [--scenes 100] [--steps 50] [--workers N] [--no-ablation]
+"""
+import argparse
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+import dpl_nb
+from _results import write_result
+from dpl_nb.experiments import append_record, read_records, scene_record, summarise
+from dpl_nb.models import load_bundle
+from dpl_nb.toyworld import load_judge, toymo_set
+
+RESULTS = Path(__file__).parent / "results"
+_STATE = {}
+
+
+def _record(job) -> dict:
+    "One scene's record in a worker process (the model and judge loaded once per process)"
+    index, steps, ablation = job
+    torch.set_num_threads(1)
+    if not _STATE:
+        _STATE.update(bundle=load_bundle("toy"), judge=load_judge(), scenes=toymo_set())
+    return scene_record(_STATE["bundle"], index, _STATE["scenes"][index], _STATE["judge"], steps, ablation)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scenes", type=int, default=100, help="the first N ToyMO-Set scenes")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1, help="processes, each running whole scenes")
+    parser.add_argument("--no-ablation", action="store_true", help="skip the loss ablation")
+    parser.add_argument("--records", default=str(RESULTS / "paper_claims_scenes.jsonl"))
+    parser.add_argument("--out", default=str(RESULTS / "paper_claims.json"))
+    args = parser.parse_args()
+    records_path = Path(args.records)
+    records_path.parent.mkdir(parents=True, exist_ok=True)
+    done = read_records(records_path)
+    stale = {r["steps"] for r in done.values()} - {args.steps}
+    if stale:
+        raise SystemExit(f"{records_path} holds records made with {sorted(stale)} steps; move it away or use --steps")
+    todo = [(i, args.steps, not args.no_ablation) for i in range(args.scenes) if i not in done]
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), desc="scenes")
+    if args.workers > 1:
+        with ProcessPoolExecutor(args.workers) as pool:
+            for future in as_completed([pool.submit(_record, job) for job in todo]):
+                record = future.result()
+                append_record(records_path, record); done[record["scene"]] = record; bar.update()
+    else:
+        for job in todo:
+            record = _record(job)
+            append_record(records_path, record); done[record["scene"]] = record; bar.update()
+    bar.close()
+    summary = summarise({k: v for k, v in done.items() if k < args.scenes})
+    summary.update(model="toy", records=str(records_path.name), seconds_this_run=time.perf_counter() - start,
+                   workers=args.workers, machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
+                   torch=torch.__version__, dpl_nb=dpl_nb.__version__)
+    out = write_result(summary, args.out)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for method, curve in summary["iou_curves"].items():
+        ax.plot(summary["thresholds"], curve, label=method)
+    ax.set(xlabel="threshold", ylabel="mean IoU", title=f"ToyMO-Set, {summary['scenes']} scenes")
+    ax.legend(); fig.tight_layout()
+    figure = Path(args.out).with_suffix(".png")
+    tmp = figure.with_name(figure.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120); os.replace(tmp, figure)
+    for claim, holds in summary["claims"].items():
+        print(f"{'holds' if holds else 'fails'}: {claim}")
+    print(f"-> {out}, {figure}")
+
+
+if __name__ == "__main__":
+    main()
