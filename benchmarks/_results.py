@@ -1,15 +1,12 @@
-"Shared by the benchmark scripts: write a result file atomically (temp file in the same folder, then rename)."
+"Shared by the benchmark scripts: write a result file atomically (dpl_nb.models.atomic_write)."
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from dpl_nb.models import atomic_write
 
 
 def write_result(result: dict, out) -> Path:
     "Write `result` as JSON to `out` without ever leaving a half-written file"
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=1)
-    os.replace(f.name, out)
-    return out
+    return atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))

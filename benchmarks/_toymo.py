@@ -1,13 +1,11 @@
-"Shared by the ToyMO-Set benchmarks: which scenes, which word swap, and PSNR outside an object's mask."
+"Shared by the ToyMO-Set benchmarks: which scenes, PSNR outside an object's mask, and summaries."
 import math
 import statistics
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from dpl_nb.metrics import psnr
-from dpl_nb.toyworld import Scene, is_distractor, swap_target, toymo_set  # noqa: F401 (swap_target: re-exported)
+from dpl_nb.toyworld import Scene, is_distractor, toymo_set
 
 
 def benchmark_scenes(n: int) -> list[tuple[int, Scene]]:
@@ -21,12 +19,6 @@ def balanced_scenes(n: int) -> list[tuple[int, Scene]]:
     hard = [(i, s) for i, s in scenes if is_distractor(s)][:(n + 1) // 2]
     easy = [(i, s) for i, s in scenes if not is_distractor(s)][:n // 2]
     return sorted(hard + easy, key=lambda pair: pair[0])
-
-
-def dilated_mask(mask: np.ndarray, pixels: int = 1) -> np.ndarray:
-    "`mask` grown by `pixels` in every direction (max-pool)"
-    m = torch.from_numpy(mask).float()[None, None]
-    return (F.max_pool2d(m, 2 * pixels + 1, 1, padding=pixels)[0, 0] > 0).numpy()
 
 
 def psnr_outside(image, reference, region: np.ndarray) -> float | None:

@@ -25,14 +25,14 @@ import torch.nn.functional as F
 
 import dpl_nb
 from _results import write_result
-from _toymo import balanced_scenes, dilated_mask, psnr_outside, summary, swap_target
+from _toymo import balanced_scenes, psnr_outside, summary
 from dpl_nb.dpl import dpl_invert, sampled_maps
 from dpl_nb.inversion import invert
-from dpl_nb.metrics import THRESHOLDS, word_ious
+from dpl_nb.metrics import THRESHOLDS, grow_mask, word_ious
 from dpl_nb.models import load_bundle
 from dpl_nb.p2p import edit
 from dpl_nb.prompts import parse_prompt
-from dpl_nb.toyworld import is_distractor, toymo_set
+from dpl_nb.toyworld import is_distractor, swap_target, toymo_set
 
 LEAN_TARGET_MAX = 3400  # UNet evaluations per image, worst case, lean preset at 50 steps
 
@@ -45,7 +45,7 @@ def map_ious(bundle, inversion, scene) -> np.ndarray:
 
 def edit_psnr(bundle, inversion, scene) -> dict:
     old, new, target = swap_target(scene)
-    region = dilated_mask(scene.masks[0])
+    region = grow_mask(scene.masks[0], 1)
     free = edit(bundle, inversion, target, progress=False)
     blended = edit(bundle, inversion, target, blend_words=(old, new), progress=False)
     return dict(no_blend=psnr_outside(free.edited, scene.pil, region),

@@ -19,11 +19,12 @@ import torch
 
 import dpl_nb
 from _results import write_result
-from _toymo import benchmark_scenes, dilated_mask, psnr_outside, summary, swap_target
+from _toymo import benchmark_scenes, psnr_outside, summary
 from dpl_nb.inversion import invert, reconstruct
+from dpl_nb.metrics import grow_mask
 from dpl_nb.models import load_bundle
 from dpl_nb.p2p import edit
-from dpl_nb.toyworld import is_distractor
+from dpl_nb.toyworld import is_distractor, swap_target
 
 NTI_TARGET_MAX = 1400  # UNet evaluations (batch-1 equivalents, forward + backward) for NTI at 50 steps
 
@@ -31,7 +32,7 @@ NTI_TARGET_MAX = 1400  # UNet evaluations (batch-1 equivalents, forward + backwa
 def run_scene(bundle, index: int, scene, steps: int) -> dict:
     start = time.perf_counter()
     old, new, target = swap_target(scene)
-    region = dilated_mask(scene.masks[0])
+    region = grow_mask(scene.masks[0], 1)
     z0 = bundle.encode(scene.pil)
     ddim = invert(bundle, scene.pil, scene.braced, num_steps=steps, method="ddim", progress=False)
     nti = invert(bundle, scene.pil, scene.braced, num_steps=steps, progress=False)

@@ -23,10 +23,10 @@ from PIL import Image, UnidentifiedImageError
 
 # %% auto #0
 __all__ = ['DTYPES', 'FIGURE_SUFFIXES', 'INVERSION_SUFFIXES', 'DEMO_SCENE', 'IOU_THRESHOLD', 'BAD_INPUT', 'COMMANDS',
-           'check_device', 'image_format', 'check_output', 'check_out_dir', 'check_image', 'check_prompt',
-           'atomic_write', 'save_image', 'save_figure', 'save_json', 'blend_words', 'reweight_item', 'shown_steps',
-           'maps_figure', 'demo_figure', 'UsageError', 'build_parser', 'command', 'main', 'demo_command',
-           'invert_command', 'edit_command', 'show_command']
+           'check_device', 'image_format', 'check_output', 'check_out_dir', 'check_image', 'check_prompt', 'save_image',
+           'save_figure', 'save_json', 'blend_words', 'reweight_item', 'shown_steps', 'maps_figure', 'demo_figure',
+           'UsageError', 'build_parser', 'command', 'main', 'demo_command', 'invert_command', 'edit_command',
+           'show_command']
 
 # %% ../nbs/12_cli.ipynb #1425a929
 _DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
@@ -121,40 +121,26 @@ def check_prompt(prompt: str, name: str = "prompt",
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError(f"{name}: the prompt is empty; describe the image, e.g. \"a {{cat}} and a {{dog}}\"")
     try:
-        parsed = parse_prompt(prompt, None if bundle is None else bundle.tokenizer)
+        parse_prompt(prompt, None if bundle is None else bundle.tokenizer)
         if bundle is not None:
             check_vocabulary(bundle, prompt)
+        if braced:
+            from dpl_nb.dpl import dynamic_words
+            dynamic_words(None, prompt)
     except ValueError as err:
         raise ValueError(f"{name}: {err}") from None
-    if braced and not parsed.words:
-        raise ValueError(f"{name}: DPL learns the words in braces and {prompt!r} has none; brace the nouns, "
-                         "as in \"a {cat} and a {dog}\"")
     return prompt
 
 # %% ../nbs/12_cli.ipynb #5285f5a3
-def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
-    "Call `write(temporary path)` beside `path`, then rename the result to `path`: the file is whole or absent"
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
-
-
 def save_image(image: Image.Image, path: str | os.PathLike) -> Path:
     "Write a PIL image atomically, in the format its suffix names"
+    from dpl_nb.models import atomic_write
     return atomic_write(path, lambda tmp: image.save(tmp, format=image_format(path)))
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     "Write a matplotlib figure atomically, in the format its suffix names"
+    from dpl_nb.models import atomic_write
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format=Path(path).suffix[1:].lower(), dpi=dpi,
                                                        bbox_inches="tight"))
 
@@ -162,6 +148,7 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
 def save_json(data: dict, path: str | os.PathLike) -> Path:
     "Write `data` as indented JSON, atomically"
     text = json.dumps(data, indent=2) + "\n"
+    from dpl_nb.models import atomic_write
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 # %% ../nbs/12_cli.ipynb #f6210e87
@@ -598,9 +585,6 @@ def invert_command(args) -> list[Path]:
                            progress=not args.quiet)
     _say(args, f"  {inversion.cost.total} UNet evaluations")
     inversion.save(out)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(out, 0o666 & ~umask)  # Inversion.save's temporary file was private
     return [_wrote(out)]
 
 # %% ../nbs/12_cli.ipynb #15681cbb

@@ -13,9 +13,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .attention import AttentionStore, capture
-from .background import BackgroundMasks, attention_statistics, background_masks
-from .inversion import (NTI_PRESETS, Inversion, NTIConfig, check_num_steps, ddim_invert, ddim_scheduler,
-                              encode_image, encode_with_tokens, null_text_step, sample, word_embeddings)
+from .background import BackgroundMasks, find_background
+from .inversion import (NTI_PRESETS, Inversion, NTIConfig, check_num_steps, ddim_scheduler, encode_with_tokens,
+                              null_text_step, sample, word_embeddings)
 from .losses import LossConfig, dpl_losses
 from .models import Bundle, UNetCounter
 from .prompts import encode_prompts, parse_prompt
@@ -152,15 +152,12 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
     r = bundle.attn_res
     if background is not None:
         background = check_background(background, r)
-    z0 = encode_image(bundle, image, generator)
     with torch.no_grad():
-        cond, null = encode_prompts(bundle, parsed.text), encode_prompts(bundle, "")
+        null = encode_prompts(bundle, "")
     trace = dict(token_losses=[], thresholds=[], token_updates=[], token_drift=[])
     with UNetCounter(bundle.unet) as cost:
-        with attention_statistics(bundle) as stats:
-            trajectory = ddim_invert(bundle, z0, cond, num_steps, progress)
-        masks = background_masks(stats.self_attention, stats.cross, {w.word: w.positions for w in parsed.words},
-                                 config.clusters, config.cluster_threshold, config.cluster_seed)
+        masks, trajectory, _ = find_background(bundle, image, prompt, num_steps, config.clusters,
+                                               config.cluster_threshold, config.cluster_seed, generator, progress)
         if background is None:
             background = masks.background
             trace.update(background_fallback=masks.fallback, cluster_labels=masks.labels)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .models import Bundle, UNetCost, UNetCounter
+from .models import Bundle, UNetCost, UNetCounter, atomic_write
 from .prompts import encode_prompts, parse_prompt, tokenize_prompts, word_positions
 
 # %% auto #0
@@ -419,14 +418,7 @@ def _save(self: Inversion, path: str | os.PathLike) -> Path:
                 trace=self.trace,
                 checksums={k: _checksum(v) for k, v in tensors.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"dpl_nb": json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"dpl_nb": json.dumps(meta)}))
 
 
 def _read(path: Path) -> tuple[dict, dict]:

@@ -21,8 +21,8 @@ from .models import _hub_offline, _hub_reachable, _looks_like_path
 from .toyworld import SHAPES, Scene, judge_objects
 
 # %% auto #0
-__all__ = ['THRESHOLDS', 'attention_iou', 'word_ious', 'mse', 'psnr', 'ssim', 'background_preservation', 'load_dino', 'load_clip',
-           'structure_distance', 'clip_score', 'edit_success', 'distractor_preserved']
+__all__ = ['THRESHOLDS', 'attention_iou', 'word_ious', 'mse', 'psnr', 'ssim', 'grow_mask', 'background_preservation', 'load_dino',
+           'load_clip', 'structure_distance', 'clip_score', 'edit_success', 'distractor_preserved']
 
 # %% ../nbs/10_metrics.ipynb #e5b97d64
 THRESHOLDS = np.round(np.arange(21) * 0.05, 2)  # 0.0, 0.05, ..., 1.0: the sweep of the paper's Fig. 5a
@@ -167,6 +167,17 @@ def _lpips(model, a: np.ndarray, b: np.ndarray, keep: np.ndarray) -> float:
     return float(model(tensor(a), tensor(b))[0, 0].numpy()[keep].mean())
 
 
+def grow_mask(mask,  # (H, W) bool or 0/1
+              pixels: int = 1,  # how far to grow it in every direction
+              ) -> np.ndarray:
+    "`mask` grown by `pixels` in every direction (a (2p+1)x(2p+1) max-pool), as a bool array"
+    region = _bool_mask(mask, "mask")
+    if pixels <= 0:
+        return region
+    grown = F.max_pool2d(torch.from_numpy(region).float()[None, None], 2 * pixels + 1, 1, padding=pixels)
+    return grown[0, 0].numpy() > 0
+
+
 def background_preservation(edited, source,  # the edited image and the image it came from: PIL or uint8 (H, W, 3)
                             edit_mask,  # (H, W) bool: where the edit was allowed to change the image
                             grow: int = 0,  # widen edit_mask by this many pixels first (a new shape may overflow the old)
@@ -177,9 +188,7 @@ def background_preservation(edited, source,  # the edited image and the image it
     if region.shape != a.shape[:2]:
         raise ValueError(f"edit_mask is {'x'.join(map(str, region.shape))} but the images are {a.shape[0]}x{a.shape[1]} "
                          "(height x width); give an (H, W) bool mask of the image size")
-    if grow:
-        grown = F.max_pool2d(torch.from_numpy(region).float()[None, None], 2 * grow + 1, 1, padding=grow)
-        region = grown[0, 0].numpy() > 0
+    region = grow_mask(region, grow)
     outside = ~region
     if not outside.any():
         raise ValueError("edit_mask covers the whole image; there is no background to compare")

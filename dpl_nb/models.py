@@ -9,9 +9,11 @@ import json
 import os
 from importlib import resources
 import socket
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 import numpy as np
@@ -24,7 +26,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 # %% auto #0
 __all__ = ['TINY_WORDS', 'TOY_MODEL', 'default_attn_res', 'Bundle', 'clip_bpe_tokenizer', 'sd_scheduler', 'tiny_bundle',
-           'load_image', 'to_pil', 'load_bundle', 'UNetCost', 'UNetCounter']
+           'load_image', 'to_pil', 'load_bundle', 'UNetCost', 'UNetCounter', 'atomic_write']
 
 # %% ../nbs/01_models.ipynb #ef73c75d
 def default_attn_res(unet: UNet2DConditionModel) -> int:
@@ -348,3 +350,19 @@ class UNetCounter:
 
     def __exit__(self, *exc):
         self._handle.remove()
+
+# %% ../nbs/01_models.ipynb #883dd96d
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+    "Call `write(temporary path)` beside `path`, then rename the result to `path`: the file is whole or absent"
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
