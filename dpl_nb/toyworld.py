@@ -5,6 +5,7 @@
 # %% ../nbs/09_toyworld.ipynb #6d194191
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -29,10 +30,11 @@ from .models import TOY_MODEL, Bundle, clip_bpe_tokenizer, sd_scheduler, to_pil
 from .prompts import encode_prompts, parse_prompt
 
 # %% auto #0
-__all__ = ['SHAPES', 'COLOURS', 'SIMILAR', 'TOY_VOCABULARY', 'SIZE', 'shape_coverage', 'ToyObject', 'Scene', 'caption_for',
-           'render_scene', 'random_scene', 'is_distractor', 'toy_tokenizer', 'toy_models', 'ToyTrainConfig',
-           'scene_batch', 'save_toy_model', 'train_toy_model', 'sample_images', 'colours_present', 'toy_metadata',
-           'toymo_set', 'scenes_checksum', 'swap_target', 'noun_maps', 'attention_iou', 'map_quality', 'show_noun_maps',
+__all__ = ['SHAPES', 'COLOURS', 'SIMILAR', 'TOY_VOCABULARY', 'SIZE', 'MAX_OBJECTS', 'shape_coverage', 'ToyObject', 'Scene',
+           'caption_for', 'render_scene', 'random_scene', 'is_distractor', 'toy_tokenizer', 'toy_models',
+           'ToyTrainConfig', 'scene_batch', 'tail_slots', 'noun_slots', 'ObjectAttention', 'save_toy_model',
+           'train_toy_model', 'sample_images', 'colours_present', 'toy_metadata', 'toymo_set', 'scenes_checksum',
+           'swap_target', 'noun_maps', 'attention_iou', 'map_quality', 'attention_shares', 'show_noun_maps',
            'select_snapshot', 'snapshot_score', 'ship_toy_model', 'ObjectJudge', 'object_crops', 'train_judge',
            'judge_accuracy', 'save_judge', 'load_judge', 'judge_objects']
 
@@ -43,6 +45,7 @@ COLOURS = {"red": (220, 45, 45), "green": (45, 170, 70), "blue": (50, 90, 225),
 SIMILAR = {"circle": "ring", "ring": "circle", "square": "diamond", "diamond": "square"}
 TOY_VOCABULARY = ("a", "and", ",") + SHAPES + tuple(COLOURS)
 SIZE = 32  # scenes are SIZE x SIZE RGB
+MAX_OBJECTS = 3  # a scene holds one to MAX_OBJECTS objects
 
 # %% ../nbs/09_toyworld.ipynb #39c350e7
 def shape_coverage(shape: str, cx: float, cy: float, radius: float, size: int = SIZE,
@@ -197,17 +200,64 @@ class ToyTrainConfig:
     p_similar: float = 0.2  # chance an extra object takes an earlier object's similar shape
     grad_clip: float = 1.0
     seed: int = 0
+    object_attention: float = 0.1  # weight of the localisation loss of nouns on their objects (scenes without look-alikes)
     checkpoint_every: int = 50
     snapshot_every: int = 250
 
 
-def scene_batch(seed: int, step: int, batch_size: int, p_empty: float = 0.0, **scene_kw) -> tuple[torch.Tensor, list[str]]:
-    "The training batch of `step`: images `(B, 3, 32, 32)` in [-1, 1] and captions, a function of (seed, step) only"
+def scene_batch(seed: int, step: int, batch_size: int, p_empty: float = 0.0, **scene_kw
+                ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
+    "The batch of `step`, a function of (seed, step) only: images in [-1, 1], captions, object masks `(B, 3, 32, 32)`"
     rng = np.random.default_rng([seed, step])
     scenes = [random_scene(rng, **scene_kw) for _ in range(batch_size)]
     images = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1
     captions = ["" if rng.random() < p_empty else s.caption for s in scenes]
-    return images, captions
+    masks = torch.zeros(batch_size, MAX_OBJECTS, SIZE, SIZE)
+    for row, (scene, caption) in enumerate(zip(scenes, captions)):
+        if caption and not is_distractor(scene):  # look-alike scenes teach no map: their leakage is the model's own
+            masks[row, :len(scene.masks)] = torch.from_numpy(scene.masks).float()
+    return images, captions, masks
+
+
+def tail_slots(ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
+    "`(B, 77)` bool: the end-of-text token of each sequence and every padding slot after it"
+    return (ids == eos_token_id).cumsum(-1) > 0
+
+
+def noun_slots(ids: torch.Tensor, tokenizer: CLIPTokenizer, objects: int = MAX_OBJECTS) -> torch.Tensor:
+    "`(B, objects)` token position of each object's shape word (captions name objects in order); -1 where none"
+    shape_ids = torch.tensor(tokenizer.convert_tokens_to_ids([s + "</w>" for s in SHAPES]), device=ids.device)
+    slots = torch.full((len(ids), objects), -1, dtype=torch.long, device=ids.device)
+    for row, found in enumerate(torch.isin(ids, shape_ids)):
+        where = found.nonzero()[:objects, 0]
+        slots[row, :len(where)] = where
+    return slots
+
+
+class ObjectAttention:
+    "Controller measuring, with gradient, each taught noun's mean attention on and off its object, layer by layer"
+    def __init__(self, nouns: torch.Tensor,  # (B, objects) token position of each object's noun, -1 where none
+                 masks: torch.Tensor):  # (B, objects, H, W) object masks; all zero: the object teaches nothing
+        self.nouns, self.masks = nouns, masks
+        self.valid = (nouns >= 0) & (masks.flatten(2).amax(-1) > 0)
+        self.inside, self.outside = [], []
+
+    def __call__(self, probs: torch.Tensor, layer) -> torch.Tensor:
+        if self.valid.any():
+            maps = probs.unflatten(0, (-1, layer.heads)).mean(1)  # (B, queries, keys)
+            side = int(round(maps.shape[1] ** 0.5))
+            columns = maps.gather(2, self.nouns.clamp_min(0)[:, None, :].expand(-1, maps.shape[1], -1)).transpose(1, 2)
+            cover = F.interpolate(self.masks, size=(side, side), mode="area").flatten(2)  # object's share of each cell
+            on = (columns * cover).sum(-1) / cover.sum(-1).clamp_min(1e-6)
+            off = (columns * (1 - cover)).sum(-1) / (1 - cover).sum(-1).clamp_min(1e-6)
+            self.inside.append(on[self.valid].mean()); self.outside.append(off[self.valid].mean())
+        return probs
+
+    def loss(self) -> torch.Tensor:
+        "FastComposer's localisation loss: mean attention off the object minus on it, over layers and taught nouns"
+        if not self.inside:
+            return torch.tensor(0.0)
+        return torch.stack(self.outside).mean() - torch.stack(self.inside).mean()
 
 
 def _atomic_torch_save(obj, path: Path):
@@ -276,9 +326,9 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
     log = run_dir / "log.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in _read_log(log, start)))  # drop rows past the checkpoint
     end = min(config.steps, stop_at or config.steps)
-    losses = []
+    losses, priors = [], []
     batches = torch.utils.data.DataLoader(_StepBatches(config, start, end), batch_size=None, num_workers=workers)
-    for step, (images, captions) in zip(tqdm(range(start, end), initial=start, total=config.steps,
+    for step, (images, captions, object_masks) in zip(tqdm(range(start, end), initial=start, total=config.steps,
                                              disable=not progress, desc="training"), batches):
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         noise = torch.randn(images.shape, generator=gen)
@@ -286,18 +336,25 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
         images, noise, t = images.to(device), noise.to(device), t.to(device)
         a = alphas[t].view(-1, 1, 1, 1)
         ids = tokenizer(captions, padding="max_length", max_length=77, return_tensors="pt").input_ids.to(device)
-        pred = unet(a.sqrt() * images + (1 - a).sqrt() * noise, t, encoder_hidden_states=text_encoder(ids)[0]).sample
+        prior = ObjectAttention(noun_slots(ids, tokenizer), object_masks.to(device))
+        with capture(unet, prior, kind="cross") if config.object_attention else contextlib.nullcontext():
+            pred = unet(a.sqrt() * images + (1 - a).sqrt() * noise, t, encoder_hidden_states=text_encoder(ids)[0]).sample
         loss = F.mse_loss(pred, noise)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss + config.object_attention * prior.loss().to(device)).backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step(); lr_scheduler.step(); ema.step(params)
         losses.append(loss.item())
+        if prior.inside:
+            priors.append((torch.stack(prior.inside).mean().item(), torch.stack(prior.outside).mean().item()))
         done = step + 1
         if done % 10 == 0:
+            row = {"step": done, "loss": float(np.mean(losses)), "lr": lr_scheduler.get_last_lr()[0]}
+            if priors:
+                row["noun_inside"], row["noun_outside"] = (float(v) for v in np.mean(priors, 0))
             with open(log, "a") as f:
-                f.write(json.dumps({"step": done, "loss": float(np.mean(losses)), "lr": lr_scheduler.get_last_lr()[0]}) + "\n")
-            losses = []
+                f.write(json.dumps(row) + "\n")
+            losses, priors = [], []
         if done % config.snapshot_every == 0 or done == config.steps:
             ema_unet, ema_text = toy_models(tokenizer, config.seed)
             ema.copy_to(list(ema_unet.parameters()) + list(ema_text.parameters()))
@@ -427,6 +484,33 @@ def map_quality(maps: list[torch.Tensor], scenes: list[Scene], thresholds=np.ara
             "noun_iou_ordinary": iou[~case, best].mean().item(), "threshold": float(thresholds[best]),
             "noun_pointing": pointing.mean().item(), "noun_pointing_distractor": pointing[case].mean().item(),
             "noun_pointing_ordinary": pointing[~case].mean().item(), "maps": len(all_maps)}
+
+# %% ../nbs/09_toyworld.ipynb #22551d3e
+@torch.no_grad()
+def attention_shares(bundle: Bundle, scenes: list[Scene], t: int = 250, seed: int = 0) -> dict:
+    "How the attn_res cross-attention of noised `scenes` splits over the start token, the words and the tail; noun contrast and dominance"
+    from dpl_nb.losses import attention_balancing
+    images = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    latents = bundle.encode(images)
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed)).to(latents)
+    a = bundle.scheduler.alphas_cumprod[t].to(latents)
+    store = AttentionStore(per_step=False)
+    with capture(bundle.unet, store, resolution=bundle.attn_res):
+        bundle.unet(a.sqrt() * latents + (1 - a).sqrt() * noise, t, encoder_hidden_states=encode_prompts(bundle, [s.braced for s in scenes]))
+    maps = store.mean("cross").float().cpu()  # (B, pixels, 77)
+    ids = bundle.tokenizer([s.caption for s in scenes], padding="max_length", max_length=maps.shape[-1], return_tensors="pt").input_ids
+    tail = (maps * tail_slots(ids, bundle.tokenizer.eos_token_id)[:, None]).sum(-1).mean().item()
+    side = int(round(maps.shape[1] ** 0.5))
+    contrast, dominance = [], []
+    for scene, m in zip(scenes, maps):
+        cover = F.interpolate(torch.from_numpy(scene.masks[:, None]).float(), size=(side, side), mode="area").flatten(1) > 0.5
+        for positions, inside in zip(parse_prompt(scene.braced, bundle.tokenizer).positions, cover):
+            noun = m[:, positions].mean(-1)
+            contrast.append((noun[inside].mean() / noun[~inside].mean()).item())
+            dominance.append(1 - attention_balancing(m.reshape(side, side, -1), [positions]).item())
+    start = maps[..., 0].mean().item()
+    return {"start": start, "words": 1 - start - tail, "tail": tail, "noun_contrast": float(np.mean(contrast)),
+            "noun_dominance": float(np.mean(dominance))}
 
 # %% ../nbs/09_toyworld.ipynb #f424d326
 def show_noun_maps(scenes: list[Scene], maps: list[torch.Tensor], size: float = 1.35):

@@ -18,6 +18,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir")
     parser.add_argument("--steps", type=int, default=ToyTrainConfig.steps)
+    parser.add_argument("--object-attention", type=float, default=ToyTrainConfig.object_attention,
+                        help="weight of the localisation loss that teaches nouns to attend to their objects")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes drawing training scenes (default: 8 with a GPU, else 0); batches do not change")
@@ -29,7 +31,8 @@ def main():
         torch.set_num_threads(args.threads)
     if not args.no_train:
         workers = args.workers if args.workers is not None else (8 if torch.cuda.is_available() else 0)
-        train_toy_model(args.run_dir, ToyTrainConfig(steps=args.steps), workers=workers)
+        config = ToyTrainConfig(steps=args.steps, object_attention=args.object_attention)
+        train_toy_model(args.run_dir, config, workers=workers)
     if args.judge:
         judge = train_judge()
         print("judge accuracy on held-out crops:", judge_accuracy(judge))
