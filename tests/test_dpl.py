@@ -25,7 +25,7 @@ def toy():
 @pytest.fixture(scope="module")
 def scene():
     from dpl_nb.toyworld import toymo_set
-    return toymo_set()[2]  # "a red {diamond} and a white {circle}"
+    return toymo_set()[5]  # "a red {circle} and a red {square}": look-alikes, where DPL updates its tokens
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_save_load_and_edit(toy, scene, run, tmp_path):
     same = edit(toy, loaded, scene.braced, progress=False)  # identity edit = the reconstruction
     assert torch.allclose(same.latents[1:], same.latents[:1], atol=1e-5)
     assert torch.allclose(same.latents[:1], reconstruct(toy, loaded, progress=False), atol=1e-4)
-    swapped = edit(toy, loaded, scene.braced.replace("{diamond}", "{cross}"), progress=False)
+    swapped = edit(toy, loaded, scene.braced.replace("{circle}", "{cross}"), progress=False)
     assert not torch.allclose(swapped.latents[1:], swapped.latents[:1], atol=1e-3)
     maps = sampled_maps(toy, loaded)
     assert maps.shape == (STEPS, 16, 16, 77) and torch.allclose(maps.sum(-1), torch.ones(STEPS, 16, 16), atol=1e-4)
