@@ -27,16 +27,17 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from .attention import AttentionStore, capture
 from .models import TOY_MODEL, Bundle, clip_bpe_tokenizer, sd_scheduler, to_pil
+from .losses import attention_balancing
 from .prompts import encode_prompts, parse_prompt
 
 # %% auto #0
 __all__ = ['SHAPES', 'COLOURS', 'SIMILAR', 'TOY_VOCABULARY', 'SIZE', 'MAX_OBJECTS', 'shape_coverage', 'ToyObject', 'Scene',
-           'caption_for', 'render_scene', 'random_scene', 'is_distractor', 'toy_tokenizer', 'toy_models',
-           'ToyTrainConfig', 'scene_batch', 'tail_slots', 'noun_slots', 'ObjectAttention', 'save_toy_model',
-           'train_toy_model', 'sample_images', 'colours_present', 'toy_metadata', 'toymo_set', 'scenes_checksum',
-           'swap_target', 'noun_maps', 'attention_iou', 'map_quality', 'attention_shares', 'show_noun_maps',
-           'select_snapshot', 'snapshot_score', 'ship_toy_model', 'ObjectJudge', 'object_crops', 'train_judge',
-           'judge_accuracy', 'save_judge', 'load_judge', 'judge_objects']
+           'scene_images', 'caption_for', 'render_scene', 'random_scene', 'is_distractor', 'toy_tokenizer',
+           'toy_models', 'ToyTrainConfig', 'scene_batch', 'tail_slots', 'noun_slots', 'ObjectAttention',
+           'save_toy_model', 'train_toy_model', 'sample_images', 'colours_present', 'toy_metadata', 'toymo_set',
+           'scenes_checksum', 'swap_target', 'noun_maps', 'attention_iou', 'map_quality', 'attention_shares',
+           'show_noun_maps', 'select_snapshot', 'snapshot_score', 'ship_toy_model', 'ObjectJudge', 'object_crops',
+           'train_judge', 'judge_accuracy', 'save_judge', 'load_judge', 'judge_objects']
 
 # %% ../nbs/09_toyworld.ipynb #ac1e97a3
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
@@ -93,6 +94,11 @@ class Scene:
 
     @property
     def pil(self) -> Image.Image: return Image.fromarray(self.image)
+
+
+def scene_images(scenes: list[Scene]) -> torch.Tensor:
+    "The scenes' images as a batch `(B, 3, 32, 32)` in [-1, 1], what the toy model reads"
+    return torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 def caption_for(objects: list[ToyObject], with_colour: bool = True) -> tuple[str, str]:
@@ -210,7 +216,7 @@ def scene_batch(seed: int, step: int, batch_size: int, p_empty: float = 0.0, **s
     "The batch of `step`, a function of (seed, step) only: images in [-1, 1], captions, object masks `(B, 3, 32, 32)`"
     rng = np.random.default_rng([seed, step])
     scenes = [random_scene(rng, **scene_kw) for _ in range(batch_size)]
-    images = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    images = scene_images(scenes)
     captions = ["" if rng.random() < p_empty else s.caption for s in scenes]
     masks = torch.zeros(batch_size, MAX_OBJECTS, SIZE, SIZE)
     for row, (scene, caption) in enumerate(zip(scenes, captions)):
@@ -440,7 +446,7 @@ def noun_maps(bundle: Bundle, scenes: list[Scene], timesteps=(50, 150, 250), see
     out = []
     for start in range(0, len(scenes), batch_size):
         chunk = scenes[start:start + batch_size]
-        images = torch.from_numpy(np.stack([s.image for s in chunk])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        images = scene_images(chunk)
         latents = bundle.encode(images)
         context = encode_prompts(bundle, [s.braced for s in chunk])
         store = AttentionStore(per_step=False)
@@ -489,8 +495,7 @@ def map_quality(maps: list[torch.Tensor], scenes: list[Scene], thresholds=np.ara
 @torch.no_grad()
 def attention_shares(bundle: Bundle, scenes: list[Scene], t: int = 250, seed: int = 0) -> dict:
     "How the attn_res cross-attention of noised `scenes` splits over the start token, the words and the tail; noun contrast and dominance"
-    from dpl_nb.losses import attention_balancing
-    images = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    images = scene_images(scenes)
     latents = bundle.encode(images)
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed)).to(latents)
     a = bundle.scheduler.alphas_cumprod[t].to(latents)
