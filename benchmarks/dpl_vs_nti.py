@@ -8,7 +8,11 @@ them; each braced noun's map is scored against its object's ToyMO-Set mask with 
 defaults) with and without P2P's local blend on the swapped words, and the background PSNR outside the object's mask
 (grown by 1 pixel) is recorded. Writes benchmarks/results/dpl_vs_nti.json (or dpl_vs_nti_paper.json), atomically.
 
-    python benchmarks/dpl_vs_nti.py [--scenes 20] [--preset lean|paper] [--steps 50] [--threads N] [--workers N]
+    python benchmarks/dpl_vs_nti.py [--scenes 20] [--preset lean|paper] [--losses at,bg,dj] [--steps 50]
+                                    [--threads N] [--workers N]
+
+--losses keeps only those of DPL's losses (the others get weight 0), for the ablation; a subset writes
+dpl_vs_nti[_paper]_<losses>.json, e.g. dpl_vs_nti_at_bg.json.
 
 --workers runs scenes in that many processes (one torch thread each); the results do not depend on it.
 """
@@ -27,6 +31,7 @@ import dpl_nb
 from _results import write_result
 from _toymo import balanced_scenes, psnr_outside, summary
 from dpl_nb.dpl import dpl_invert, sampled_maps
+from dpl_nb.experiments import ablation_config
 from dpl_nb.inversion import invert
 from dpl_nb.metrics import THRESHOLDS, grow_mask, word_ious
 from dpl_nb.models import load_bundle
@@ -37,10 +42,12 @@ from dpl_nb.toyworld import is_distractor, swap_target, toymo_set
 LEAN_TARGET_MAX = 3400  # UNet evaluations per image, worst case, lean preset at 50 steps
 
 
-def map_ious(bundle, inversion, scene) -> np.ndarray:
-    "IoU `(nouns, thresholds)` of each braced noun's step-averaged map of the inversion's reconstruction"
+def map_ious(bundle, inversion, scene) -> tuple[np.ndarray, np.ndarray]:
+    "IoU `(nouns, thresholds)` of each noun's step-averaged map of the reconstruction, and IoU@0.3 `(steps, nouns)` per step"
     words = parse_prompt(scene.braced, bundle.tokenizer).words
-    return word_ious(sampled_maps(bundle, inversion), [w.positions for w in words], scene.masks, THRESHOLDS)
+    positions, maps = [w.positions for w in words], sampled_maps(bundle, inversion)
+    per_step = np.stack([word_ious(m, positions, scene.masks, [0.3])[:, 0] for m in maps])
+    return word_ious(maps, positions, scene.masks, THRESHOLDS), per_step
 
 
 def edit_psnr(bundle, inversion, scene) -> dict:
@@ -53,15 +60,16 @@ def edit_psnr(bundle, inversion, scene) -> dict:
                 blend_mask_coverage=blended.mask.float().mean().item())
 
 
-def run_scene(bundle, index: int, scene, preset: str, steps: int) -> dict:
+def run_scene(bundle, index: int, scene, preset: str, steps: int, losses=("at", "bg", "dj")) -> dict:
     at = int(np.flatnonzero(THRESHOLDS == 0.3)[0])
     start = time.perf_counter()
     nti = invert(bundle, scene.pil, scene.braced, num_steps=steps, progress=False)
     nti_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    dpl = dpl_invert(bundle, scene.pil, scene.braced, config=preset, num_steps=steps, progress=False)
+    dpl = dpl_invert(bundle, scene.pil, scene.braced, config=ablation_config(losses, preset), num_steps=steps,
+                     progress=False)
     dpl_seconds = time.perf_counter() - start
-    iou_nti, iou_dpl = map_ious(bundle, nti, scene), map_ious(bundle, dpl, scene)
+    (iou_nti, steps_nti), (iou_dpl, steps_dpl) = map_ious(bundle, nti, scene), map_ious(bundle, dpl, scene)
     background = torch.tensor(dpl.trace["background"], dtype=torch.float32)[None, None]
     background = F.interpolate(background, size=scene.masks.shape[1:], mode="nearest")[0, 0].bool().numpy()
     truth = ~scene.masks.any(0)
@@ -74,6 +82,9 @@ def run_scene(bundle, index: int, scene, preset: str, steps: int) -> dict:
         unet_evals_nti=nti.cost.total, unet_evals_dpl=dpl.cost.total,
         seconds_nti=nti_seconds, seconds_dpl=dpl_seconds,
         token_updates=sum(dpl.trace["token_updates"]), token_passes=sum(map(len, dpl.trace["token_losses"])),
+        token_updates_per_step=dpl.trace["token_updates"], token_drift_final=dpl.trace["token_drift"][-1],
+        first_pass_losses=[{k: passes[0][k] for k in ("at", "bg", "dj")} for passes in dpl.trace["token_losses"]],
+        iou_nti_per_step=steps_nti.tolist(), iou_dpl_per_step=steps_dpl.tolist(),
         nti_inner_steps_in_dpl=sum(dpl.inner_steps),
         background_iou=float((background & truth).sum() / max((background | truth).sum(), 1)),
         background_fallback=dpl.trace.get("background_fallback"),
@@ -89,13 +100,13 @@ _BUNDLE = None
 def _worker(job) -> dict:
     "Run one scene in a worker process (the toy model loaded once per process)"
     global _BUNDLE
-    index, preset, steps, threads = job
+    index, preset, steps, threads, losses = job
     torch.set_num_threads(threads)
     if _BUNDLE is None:
         _BUNDLE = load_bundle("toy")
     scene = toymo_set()[index]
     torch.manual_seed(0)
-    return run_scene(_BUNDLE, index, scene, preset, steps)
+    return run_scene(_BUNDLE, index, scene, preset, steps, losses)
 
 
 def report(c: dict):
@@ -109,6 +120,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenes", type=int, default=20, help="ToyMO-Set scenes, at least half of them distractors")
     parser.add_argument("--preset", choices=("lean", "paper"), default="lean")
+    parser.add_argument("--losses", default="at,bg,dj", help="the DPL losses kept, comma-separated (ablation)")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--workers", type=int, default=1, help="processes, each running whole scenes")
@@ -116,26 +128,31 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = args.out or Path(__file__).parent / "results" / ("dpl_vs_nti.json" if args.preset == "lean"
-                                                           else f"dpl_vs_nti_{args.preset}.json")
+    losses = tuple(k for k in ("at", "bg", "dj") if k in args.losses.split(","))
+    ablation_config(losses)  # an unknown or empty --losses fails here, before any work
+    if sorted(args.losses.split(",")) != sorted(losses):
+        raise SystemExit(f"--losses must be a comma-separated subset of at,bg,dj, got {args.losses!r}")
+    name = "dpl_vs_nti" + ("" if args.preset == "lean" else f"_{args.preset}") + \
+        ("" if losses == ("at", "bg", "dj") else "_" + "_".join(losses))
+    out = args.out or Path(__file__).parent / "results" / f"{name}.json"
     bundle = load_bundle("toy")
     cases, start = [], time.perf_counter()
     scenes = balanced_scenes(args.scenes)
     if args.workers > 1:
-        jobs = [(index, args.preset, args.steps, 1) for index, _ in scenes]
+        jobs = [(index, args.preset, args.steps, 1, losses) for index, _ in scenes]
         with ProcessPoolExecutor(args.workers) as pool:
             for c in pool.map(_worker, jobs):
                 cases.append(c); report(c)
     else:
         for index, scene in scenes:
             torch.manual_seed(0)
-            cases.append(run_scene(bundle, index, scene, args.preset, args.steps)); report(cases[-1])
+            cases.append(run_scene(bundle, index, scene, args.preset, args.steps, losses)); report(cases[-1])
     column = lambda key, rows=cases: [c[key] for c in rows]
     gains = [d - n for d, n in zip(column("iou_dpl"), column("iou_nti"))]
     evals = summary(column("unet_evals_dpl"))
     groups = {"distractor": [c for c in cases if c["distractor"]], "ordinary": [c for c in cases if not c["distractor"]]}
     result = {
-        "benchmark": "dpl_vs_nti", "preset": args.preset, "scenes": len(cases),
+        "benchmark": "dpl_vs_nti", "preset": args.preset, "losses": list(losses), "scenes": len(cases),
         "distractor_scenes": len(groups["distractor"]), "steps": args.steps, "guidance_scale": 7.5,
         "model": bundle.model_id,
         "iou_nti": float(np.mean(column("iou_nti"))), "iou_dpl": float(np.mean(column("iou_dpl"))),

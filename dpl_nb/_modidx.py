@@ -335,4 +335,5 @@ d = { 'settings': { 'branch': 'main',
                                  'dpl_nb.toyworld.toy_tokenizer': ('toyworld.html#toy_tokenizer', 'dpl_nb/toyworld.py'),
                                  'dpl_nb.toyworld.toymo_set': ('toyworld.html#toymo_set', 'dpl_nb/toyworld.py'),
                                  'dpl_nb.toyworld.train_judge': ('toyworld.html#train_judge', 'dpl_nb/toyworld.py'),
-                                 'dpl_nb.toyworld.train_toy_model': ('toyworld.html#train_toy_model', 'dpl_nb/toyworld.py')}}}
+                                 'dpl_nb.toyworld.train_toy_model': ('toyworld.html#train_toy_model', 'dpl_nb/toyworld.py'),
+                                 'dpl_nb.toyworld.without_colours': ('toyworld.html#without_colours', 'dpl_nb/toyworld.py')}}}

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +36,8 @@ __all__ = ['SHAPES', 'COLOURS', 'SIMILAR', 'TOY_VOCABULARY', 'SIZE', 'MAX_OBJECT
            'toy_models', 'ToyTrainConfig', 'scene_batch', 'tail_slots', 'noun_slots', 'ObjectAttention',
            'save_toy_model', 'train_toy_model', 'sample_images', 'colours_present', 'toy_metadata', 'toymo_set',
            'scenes_checksum', 'swap_target', 'noun_maps', 'attention_iou', 'map_quality', 'attention_shares',
-           'show_noun_maps', 'select_snapshot', 'snapshot_score', 'ship_toy_model', 'ObjectJudge', 'object_crops',
-           'train_judge', 'judge_accuracy', 'save_judge', 'load_judge', 'judge_objects']
+           'show_noun_maps', 'without_colours', 'select_snapshot', 'snapshot_score', 'ship_toy_model', 'ObjectJudge',
+           'object_crops', 'train_judge', 'judge_accuracy', 'save_judge', 'load_judge', 'judge_objects']
 
 # %% ../nbs/09_toyworld.ipynb #ac1e97a3
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
@@ -532,6 +532,12 @@ def show_noun_maps(scenes: list[Scene], maps: list[torch.Tensor], size: float = 
     for ax in axs.ravel(): ax.axis("off")
     fig.tight_layout()
     return fig
+
+# %% ../nbs/09_toyworld.ipynb #7b7636bd
+def without_colours(scene: Scene) -> Scene:
+    "The same scene with captions that name the shapes only: 'a {circle} and a {square}'"
+    caption, braced = caption_for(list(scene.objects), with_colour=False)
+    return replace(scene, caption=caption, braced=braced)
 
 # %% ../nbs/09_toyworld.ipynb #0cb76a92
 def select_snapshot(run_dir, validation: list[Scene] | None = None) -> list[dict]:
