@@ -128,9 +128,8 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    losses = tuple(k for k in ("at", "bg", "dj") if k in args.losses.split(","))
-    ablation_config(losses)  # an unknown or empty --losses fails here, before any work
-    if sorted(args.losses.split(",")) != sorted(losses):
+    losses = tuple(k for k in ("at", "bg", "dj") if k in args.losses.split(","))  # in a fixed order, for the file name
+    if not losses or set(args.losses.split(",")) != set(losses):
         raise SystemExit(f"--losses must be a comma-separated subset of at,bg,dj, got {args.losses!r}")
     name = "dpl_vs_nti" + ("" if args.preset == "lean" else f"_{args.preset}") + \
         ("" if losses == ("at", "bg", "dj") else "_" + "_".join(losses))
