@@ -3,15 +3,39 @@
     python tools/train_toy.py RUN_DIR            # train (resumes from RUN_DIR/checkpoint.pt), then ship
     python tools/train_toy.py RUN_DIR --no-train # only score the snapshots and ship the best
     python tools/train_toy.py RUN_DIR --judge    # also retrain and ship the object judge
+    python tools/train_toy.py RUN_DIR --fit-minutes 6 --dest OUT  # as many steps as fit in 6 minutes here
+
+With --fit-minutes the step count (and so the learning-rate schedule) is chosen once, from a timed trial of 60 steps in
+RUN_DIR/timing, and stored in the run's config; resuming the run later needs the same --steps.
 
 Uses a GPU when there is one. Stop it any time; running it again resumes from the last checkpoint.
 """
 import argparse
 import json
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 
+from dpl_nb.models import TOY_MODEL
 from dpl_nb.toyworld import ToyTrainConfig, judge_accuracy, save_judge, ship_toy_model, train_judge, train_toy_model
+
+
+def fitted_steps(run_dir, config: ToyTrainConfig, minutes: float, workers: int) -> int:
+    "Steps of `config` that take about `minutes` here, timed on 60 steps after 10 of warm-up (a throwaway run)"
+    trial = Path(run_dir) / "timing"
+    if (Path(run_dir) / "checkpoint.pt").exists():  # resuming: the stored config decides
+        raise SystemExit(f"{run_dir} has a checkpoint: resume it with the --steps and --snapshot-every of its config")
+    shutil.rmtree(trial, ignore_errors=True)
+    probe = replace(config, steps=10_000_000, snapshot_every=10_000_000, checkpoint_every=10)
+    train_toy_model(trial, probe, stop_at=10, progress=False, workers=workers)
+    start = time.perf_counter()
+    train_toy_model(trial, probe, stop_at=70, progress=False, workers=workers)
+    seconds_per_step = (time.perf_counter() - start) / 60
+    shutil.rmtree(trial, ignore_errors=True)
+    return max(1, int(minutes * 60 / seconds_per_step))
 
 
 def main():
@@ -20,6 +44,16 @@ def main():
     parser.add_argument("--steps", type=int, default=ToyTrainConfig.steps)
     parser.add_argument("--object-attention", type=float, default=ToyTrainConfig.object_attention,
                         help="weight of the localisation loss that teaches nouns to attend to their objects")
+    parser.add_argument("--batch-size", type=int, default=ToyTrainConfig.batch_size)
+    parser.add_argument("--channels", type=int, nargs=3, default=ToyTrainConfig.channels, help="UNet widths")
+    parser.add_argument("--layers-per-block", type=int, default=ToyTrainConfig.layers_per_block)
+    parser.add_argument("--p-colour-words", type=float, default=ToyTrainConfig.p_colour_words,
+                        help="share of training captions that name colours")
+    parser.add_argument("--snapshot-every", type=int, default=ToyTrainConfig.snapshot_every)
+    parser.add_argument("--snapshots", type=int, default=8, help="with --fit-minutes: EMA snapshots over the run")
+    parser.add_argument("--fit-minutes", type=float, default=None,
+                        help="choose --steps (and --snapshot-every) so that training takes about this long here")
+    parser.add_argument("--dest", default=str(TOY_MODEL), help="folder the chosen snapshot is shipped to")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes drawing training scenes (default: 8 with a GPU, else 0); batches do not change")
@@ -31,14 +65,20 @@ def main():
         torch.set_num_threads(args.threads)
     if not args.no_train:
         workers = args.workers if args.workers is not None else (8 if torch.cuda.is_available() else 0)
-        config = ToyTrainConfig(steps=args.steps, object_attention=args.object_attention)
+        config = ToyTrainConfig(steps=args.steps, object_attention=args.object_attention, batch_size=args.batch_size,
+                                channels=tuple(args.channels), layers_per_block=args.layers_per_block,
+                                p_colour_words=args.p_colour_words, snapshot_every=args.snapshot_every)
+        if args.fit_minutes:
+            every = max(1, fitted_steps(args.run_dir, config, args.fit_minutes, workers) // args.snapshots)
+            config = replace(config, steps=every * args.snapshots, snapshot_every=every)
+            print("steps:", config.steps, flush=True)
         train_toy_model(args.run_dir, config, workers=workers)
     if args.judge:
         judge = train_judge()
         print("judge accuracy on held-out crops:", judge_accuracy(judge))
         save_judge(judge)
     if not args.no_ship:
-        meta = ship_toy_model(args.run_dir)
+        meta = ship_toy_model(args.run_dir, Path(args.dest))
         print(json.dumps({k: v for k, v in meta["selection"]["chosen"].items() if k != "folder"}, indent=1))
 
 
