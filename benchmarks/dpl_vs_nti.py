@@ -14,9 +14,13 @@ defaults) with and without P2P's local blend on the swapped words, and the backg
 --losses keeps only those of DPL's losses (the others get weight 0), for the ablation; a subset writes
 dpl_vs_nti[_paper]_<losses>.json, e.g. dpl_vs_nti_at_bg.json.
 
+--reverse-nouns names each scene's objects in the opposite order ('a red {square} and a red {circle}'; the masks
+follow), to measure how much DPL's outcome depends on the order of the nouns; it writes dpl_vs_nti[...]_reversed.json.
+
 --workers runs scenes in that many processes (one torch thread each); the results do not depend on it.
 """
 import argparse
+import dataclasses
 from concurrent.futures import ProcessPoolExecutor
 import os
 import platform
@@ -37,7 +41,7 @@ from dpl_nb.metrics import THRESHOLDS, grow_mask, word_ious
 from dpl_nb.models import load_bundle
 from dpl_nb.p2p import edit
 from dpl_nb.prompts import parse_prompt
-from dpl_nb.toyworld import is_distractor, swap_target, toymo_set
+from dpl_nb.toyworld import caption_for, is_distractor, swap_target, toymo_set
 
 LEAN_TARGET_MAX = 3400  # UNet evaluations per image, worst case, lean preset at 50 steps
 
@@ -58,6 +62,13 @@ def edit_psnr(bundle, inversion, scene) -> dict:
     return dict(no_blend=psnr_outside(free.edited, scene.pil, region),
                 blend=psnr_outside(blended.edited, scene.pil, region),
                 blend_mask_coverage=blended.mask.float().mean().item())
+
+
+def reversed_nouns(scene):
+    "The same scene with its objects (and masks) in the opposite order, so the caption names them the other way round"
+    objects = scene.objects[::-1]
+    caption, braced = caption_for(objects)
+    return dataclasses.replace(scene, objects=objects, masks=scene.masks[::-1].copy(), caption=caption, braced=braced)
 
 
 def run_scene(bundle, index: int, scene, preset: str, steps: int, losses=("at", "bg", "dj")) -> dict:
@@ -100,11 +111,12 @@ _BUNDLE = None
 def _worker(job) -> dict:
     "Run one scene in a worker process (the toy model loaded once per process)"
     global _BUNDLE
-    index, preset, steps, threads, losses = job
+    index, preset, steps, threads, losses, reverse = job
     torch.set_num_threads(threads)
     if _BUNDLE is None:
         _BUNDLE = load_bundle("toy")
     scene = toymo_set()[index]
+    scene = reversed_nouns(scene) if reverse else scene
     torch.manual_seed(0)
     return run_scene(_BUNDLE, index, scene, preset, steps, losses)
 
@@ -122,6 +134,7 @@ def main():
     parser.add_argument("--preset", choices=("lean", "paper"), default="lean")
     parser.add_argument("--losses", default="at,bg,dj", help="the DPL losses kept, comma-separated (ablation)")
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--reverse-nouns", action="store_true", help="name each scene's objects in the opposite order")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--workers", type=int, default=1, help="processes, each running whole scenes")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/dpl_vs_nti[_paper].json")
@@ -132,13 +145,15 @@ def main():
     if not losses or set(args.losses.split(",")) != set(losses):
         raise SystemExit(f"--losses must be a comma-separated subset of at,bg,dj, got {args.losses!r}")
     name = "dpl_vs_nti" + ("" if args.preset == "lean" else f"_{args.preset}") + \
-        ("" if losses == ("at", "bg", "dj") else "_" + "_".join(losses))
+        ("" if losses == ("at", "bg", "dj") else "_" + "_".join(losses)) + ("_reversed" if args.reverse_nouns else "")
     out = args.out or Path(__file__).parent / "results" / f"{name}.json"
     bundle = load_bundle("toy")
     cases, start = [], time.perf_counter()
     scenes = balanced_scenes(args.scenes)
+    if args.reverse_nouns:
+        scenes = [(index, reversed_nouns(scene)) for index, scene in scenes]
     if args.workers > 1:
-        jobs = [(index, args.preset, args.steps, 1, losses) for index, _ in scenes]
+        jobs = [(index, args.preset, args.steps, 1, losses, args.reverse_nouns) for index, _ in scenes]
         with ProcessPoolExecutor(args.workers) as pool:
             for c in pool.map(_worker, jobs):
                 cases.append(c); report(c)
@@ -151,7 +166,8 @@ def main():
     evals = summary(column("unet_evals_dpl"))
     groups = {"distractor": [c for c in cases if c["distractor"]], "ordinary": [c for c in cases if not c["distractor"]]}
     result = {
-        "benchmark": "dpl_vs_nti", "preset": args.preset, "losses": list(losses), "scenes": len(cases),
+        "benchmark": "dpl_vs_nti", "preset": args.preset, "losses": list(losses), "reverse_nouns": args.reverse_nouns,
+        "scenes": len(cases),
         "distractor_scenes": len(groups["distractor"]), "steps": args.steps, "guidance_scale": 7.5,
         "model": bundle.model_id,
         "iou_nti": float(np.mean(column("iou_nti"))), "iou_dpl": float(np.mean(column("iou_dpl"))),
