@@ -11,6 +11,7 @@ import argparse
 import json
 import platform
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -43,12 +44,12 @@ def main():
     start = time.perf_counter()
     validation, toymo = toymo_set(seed=7, n=60), toymo_set()
     assert sum(map(is_distractor, toymo)) == 40
+    defaults = json.loads(json.dumps(asdict(ToyTrainConfig())))  # runs older than a config field had its default
     models = {}
     for spec in args.models:
         label, folder = spec.split("=", 1)
         meta = json.loads((Path(folder) / "dpl_nb.json").read_text())
         bundle = load_bundle(folder)
-        defaults = json.loads(json.dumps(ToyTrainConfig().__dict__))  # runs older than a field had its default
         models[label] = {"config": {k: meta["config"].get(k, defaults[k]) for k in CONFIG_KEYS}, "step": meta["step"],
                          "trained": meta.get("trained", {}).get("machine"),
                          "validation": score(bundle, validation), "toymo": score(bundle, toymo)}
