@@ -9,10 +9,14 @@ defaults) with and without P2P's local blend on the swapped words, and the backg
 (grown by 1 pixel) is recorded. Writes benchmarks/results/dpl_vs_nti.json (or dpl_vs_nti_paper.json), atomically.
 
     python benchmarks/dpl_vs_nti.py [--scenes 20] [--preset lean|paper] [--losses at,bg,dj] [--steps 50]
+                                    [--at-region all|objects] [--word-gradients shared|own] [--reverse-nouns]
                                     [--threads N] [--workers N]
 
 --losses keeps only those of DPL's losses (the others get weight 0), for the ablation; a subset writes
 dpl_vs_nti[_paper]_<losses>.json, e.g. dpl_vs_nti_at_bg.json.
+
+--at-region objects (LossConfig.at_region) and --word-gradients own (DPLConfig.word_gradients) run DPL with the two
+non-reference options of chapters 7 and 8; they add _objects and _own to the file name.
 
 --reverse-nouns names each scene's objects in the opposite order ('a red {square} and a red {circle}'; the masks
 follow), to measure how much DPL's outcome depends on the order of the nouns; it writes dpl_vs_nti[...]_reversed.json.
@@ -46,12 +50,22 @@ from dpl_nb.toyworld import caption_for, is_distractor, swap_target, toymo_set
 LEAN_TARGET_MAX = 3400  # UNet evaluations per image, worst case, lean preset at 50 steps
 
 
-def map_ious(bundle, inversion, scene) -> tuple[np.ndarray, np.ndarray]:
-    "IoU `(nouns, thresholds)` of each noun's step-averaged map of the reconstruction, and IoU@0.3 `(steps, nouns)` per step"
+def map_mass(maps: torch.Tensor, positions, masks: np.ndarray) -> np.ndarray:
+    "Share `(nouns, objects + 1)` of each noun's step-averaged map on each object's mask and (last) on the background"
+    r = maps.shape[1]
+    regions = np.concatenate([masks, ~masks.any(0, keepdims=True)]).astype(np.float32)
+    regions = F.interpolate(torch.from_numpy(regions)[None], size=(r, r), mode="area")[0]  # (objects + 1, r, r)
+    mean = maps.mean(0)
+    shares = [(regions * mean[..., list(p)].mean(-1)).sum((-2, -1)) / mean[..., list(p)].mean(-1).sum() for p in positions]
+    return torch.stack(shares).numpy()
+
+
+def map_ious(bundle, inversion, scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "IoU `(nouns, thresholds)` of each noun's step-averaged map of the reconstruction, IoU@0.3 `(steps, nouns)` per step, and `map_mass`"
     words = parse_prompt(scene.braced, bundle.tokenizer).words
     positions, maps = [w.positions for w in words], sampled_maps(bundle, inversion)
     per_step = np.stack([word_ious(m, positions, scene.masks, [0.3])[:, 0] for m in maps])
-    return word_ious(maps, positions, scene.masks, THRESHOLDS), per_step
+    return word_ious(maps, positions, scene.masks, THRESHOLDS), per_step, map_mass(maps, positions, scene.masks)
 
 
 def edit_psnr(bundle, inversion, scene) -> dict:
@@ -71,16 +85,23 @@ def reversed_nouns(scene):
     return dataclasses.replace(scene, objects=objects, masks=scene.masks[::-1].copy(), caption=caption, braced=braced)
 
 
-def run_scene(bundle, index: int, scene, preset: str, steps: int, losses=("at", "bg", "dj")) -> dict:
+def dpl_settings(preset: str, losses=("at", "bg", "dj"), at_region: str = "all", word_gradients: str = "shared"):
+    "The DPL config of a run: the preset with only `losses` kept and the two options set"
+    config = ablation_config(losses, preset)
+    return dataclasses.replace(config, word_gradients=word_gradients,
+                               losses=dataclasses.replace(config.losses, at_region=at_region))
+
+
+def run_scene(bundle, index: int, scene, config, steps: int) -> dict:
     at = int(np.flatnonzero(THRESHOLDS == 0.3)[0])
     start = time.perf_counter()
     nti = invert(bundle, scene.pil, scene.braced, num_steps=steps, progress=False)
     nti_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    dpl = dpl_invert(bundle, scene.pil, scene.braced, config=ablation_config(losses, preset), num_steps=steps,
+    dpl = dpl_invert(bundle, scene.pil, scene.braced, config=config, num_steps=steps,
                      progress=False)
     dpl_seconds = time.perf_counter() - start
-    (iou_nti, steps_nti), (iou_dpl, steps_dpl) = map_ious(bundle, nti, scene), map_ious(bundle, dpl, scene)
+    (iou_nti, steps_nti, mass_nti), (iou_dpl, steps_dpl, mass_dpl) = map_ious(bundle, nti, scene), map_ious(bundle, dpl, scene)
     background = torch.tensor(dpl.trace["background"], dtype=torch.float32)[None, None]
     background = F.interpolate(background, size=scene.masks.shape[1:], mode="nearest")[0, 0].bool().numpy()
     truth = ~scene.masks.any(0)
@@ -96,6 +117,7 @@ def run_scene(bundle, index: int, scene, preset: str, steps: int, losses=("at", 
         token_updates_per_step=dpl.trace["token_updates"], token_drift_final=dpl.trace["token_drift"][-1],
         first_pass_losses=[{k: passes[0][k] for k in ("at", "bg", "dj")} for passes in dpl.trace["token_losses"]],
         iou_nti_per_step=steps_nti.tolist(), iou_dpl_per_step=steps_dpl.tolist(),
+        map_mass_nti=mass_nti.tolist(), map_mass_dpl=mass_dpl.tolist(),
         nti_inner_steps_in_dpl=sum(dpl.inner_steps),
         background_iou=float((background & truth).sum() / max((background | truth).sum(), 1)),
         background_fallback=dpl.trace.get("background_fallback"),
@@ -111,14 +133,14 @@ _BUNDLE = None
 def _worker(job) -> dict:
     "Run one scene in a worker process (the toy model loaded once per process)"
     global _BUNDLE
-    index, preset, steps, threads, losses, reverse = job
+    index, config, steps, threads, reverse = job
     torch.set_num_threads(threads)
     if _BUNDLE is None:
         _BUNDLE = load_bundle("toy")
     scene = toymo_set()[index]
     scene = reversed_nouns(scene) if reverse else scene
     torch.manual_seed(0)
-    return run_scene(_BUNDLE, index, scene, preset, steps, losses)
+    return run_scene(_BUNDLE, index, scene, config, steps)
 
 
 def report(c: dict):
@@ -134,6 +156,9 @@ def main():
     parser.add_argument("--preset", choices=("lean", "paper"), default="lean")
     parser.add_argument("--losses", default="at,bg,dj", help="the DPL losses kept, comma-separated (ablation)")
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--at-region", choices=("all", "objects"), default="all", help="where L_at takes its peaks")
+    parser.add_argument("--word-gradients", choices=("shared", "own"), default="shared",
+                        help="whose gradients reach a dynamic token")
     parser.add_argument("--reverse-nouns", action="store_true", help="name each scene's objects in the opposite order")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--workers", type=int, default=1, help="processes, each running whole scenes")
@@ -145,7 +170,10 @@ def main():
     if not losses or set(args.losses.split(",")) != set(losses):
         raise SystemExit(f"--losses must be a comma-separated subset of at,bg,dj, got {args.losses!r}")
     name = "dpl_vs_nti" + ("" if args.preset == "lean" else f"_{args.preset}") + \
-        ("" if losses == ("at", "bg", "dj") else "_" + "_".join(losses)) + ("_reversed" if args.reverse_nouns else "")
+        ("" if losses == ("at", "bg", "dj") else "_" + "_".join(losses)) + \
+        ("_objects" if args.at_region == "objects" else "") + ("_own" if args.word_gradients == "own" else "") + \
+        ("_reversed" if args.reverse_nouns else "")
+    config = dpl_settings(args.preset, losses, args.at_region, args.word_gradients)
     out = args.out or Path(__file__).parent / "results" / f"{name}.json"
     bundle = load_bundle("toy")
     cases, start = [], time.perf_counter()
@@ -153,20 +181,21 @@ def main():
     if args.reverse_nouns:
         scenes = [(index, reversed_nouns(scene)) for index, scene in scenes]
     if args.workers > 1:
-        jobs = [(index, args.preset, args.steps, 1, losses, args.reverse_nouns) for index, _ in scenes]
+        jobs = [(index, config, args.steps, 1, args.reverse_nouns) for index, _ in scenes]
         with ProcessPoolExecutor(args.workers) as pool:
             for c in pool.map(_worker, jobs):
                 cases.append(c); report(c)
     else:
         for index, scene in scenes:
             torch.manual_seed(0)
-            cases.append(run_scene(bundle, index, scene, args.preset, args.steps, losses)); report(cases[-1])
+            cases.append(run_scene(bundle, index, scene, config, args.steps)); report(cases[-1])
     column = lambda key, rows=cases: [c[key] for c in rows]
     gains = [d - n for d, n in zip(column("iou_dpl"), column("iou_nti"))]
     evals = summary(column("unet_evals_dpl"))
     groups = {"distractor": [c for c in cases if c["distractor"]], "ordinary": [c for c in cases if not c["distractor"]]}
     result = {
         "benchmark": "dpl_vs_nti", "preset": args.preset, "losses": list(losses), "reverse_nouns": args.reverse_nouns,
+        "at_region": args.at_region, "word_gradients": args.word_gradients,
         "scenes": len(cases),
         "distractor_scenes": len(groups["distractor"]), "steps": args.steps, "guidance_scale": 7.5,
         "model": bundle.model_id,
@@ -195,6 +224,8 @@ def main():
                     "reconstruction (same protocol for NTI and DPL)",
             "unet_evals": "UNet evaluations at batch 1 (forward + backward) of the whole inversion, DDIM inversion "
                           "included; a token update's backward, which stops inside the UNet, counts as a whole one",
+            "map_mass": "share of each noun's step-averaged map (rows) on each object's mask and on the background "
+                        "(columns: objects in caption order, then background), masks area-downsampled to attn_res",
             "background_iou": "IoU of DPL's background mask (upsampled nearest to 32 px) with the true background",
             "edit_bg_psnr": "first object's shape swapped (swap_target), P2P defaults, local blend on the old and new "
                             "words (threshold 0.3); PSNR (dB) against the input outside the object's mask grown by 1 px",

@@ -21,8 +21,8 @@ from .models import Bundle, UNetCounter
 from .prompts import encode_prompts, parse_prompt
 
 # %% auto #0
-__all__ = ['DPL_PRESETS', 'DPLConfig', 'dpl_config', 'dynamic_words', 'initial_tokens', 'check_background', 'TokenStep',
-           'token_step', 'dpl_invert', 'sampled_maps']
+__all__ = ['DPL_PRESETS', 'DPLConfig', 'dpl_config', 'dynamic_words', 'initial_tokens', 'check_background', 'encode_dynamic',
+           'TokenStep', 'token_step', 'dpl_invert', 'sampled_maps']
 
 # %% ../nbs/08_dpl.ipynb #bd0db1cc
 @dataclass(frozen=True)
@@ -38,12 +38,15 @@ class DPLConfig:
     clusters: int = 5  # KMeans clusters of the background mask
     cluster_threshold: float = 0.2  # a cluster is a noun's if its score exceeds this
     cluster_seed: int = 1  # KMeans seed
+    word_gradients: str = "shared"  # "shared": a token gets gradient through every later position (the reference); "own": through its word's only
 
     def __post_init__(self):
         if isinstance(self.token_steps, bool) or not isinstance(self.token_steps, int) or self.token_steps < 0:
             raise ValueError(f"token_steps must be a whole number >= 0, got {self.token_steps!r}")
         if self.init not in ("word", "piece"):
             raise ValueError(f"init must be 'word' or 'piece', got {self.init!r}")
+        if self.word_gradients not in ("shared", "own"):
+            raise ValueError(f"word_gradients must be 'shared' (the reference) or 'own', got {self.word_gradients!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
 
@@ -100,6 +103,26 @@ def check_background(background, resolution: int) -> torch.Tensor:
                          "or resize it")
     return background.bool()
 
+# %% ../nbs/08_dpl.ipynb #b3bed031
+def encode_dynamic(bundle: Bundle, prompt: str,
+                   tokens: torch.Tensor,  # (P, dim) dynamic token embeddings, in the order of the braced words
+                   positions: list[list[int]],  # token positions of each braced word
+                   word_gradients: str = "shared",  # "shared" (the reference) or "own"
+                   ) -> torch.Tensor:
+    "Text embeddings `(1, 77, dim)` of `prompt` with the dynamic tokens; with 'own', a word's hidden states carry gradient to its own tokens only"
+    if word_gradients not in ("shared", "own"):
+        raise ValueError(f"word_gradients must be 'shared' or 'own', got {word_gradients!r}")
+    if word_gradients == "shared" or not tokens.requires_grad:
+        return encode_with_tokens(bundle, prompt, prompt, tokens)
+    hidden, start = encode_with_tokens(bundle, prompt, prompt, tokens.detach()), 0
+    rows = torch.arange(len(tokens), device=tokens.device)[:, None]
+    for word in positions:
+        own = (rows >= start) & (rows < start + len(word))
+        live = encode_with_tokens(bundle, prompt, prompt, torch.where(own, tokens, tokens.detach()))
+        hidden = hidden.index_copy(1, torch.tensor(word, device=hidden.device), live[:, word])
+        start += len(word)
+    return hidden
+
 # %% ../nbs/08_dpl.ipynb #78b260d2
 @dataclass
 class TokenStep:
@@ -120,7 +143,7 @@ def token_step(bundle: Bundle, step: int, latent: torch.Tensor, t, prompt: str,
     noise, maps, updates = None, None, 0
     for _ in range(config.token_steps):
         with torch.enable_grad():
-            cond = encode_with_tokens(bundle, prompt, prompt, tokens)
+            cond = encode_dynamic(bundle, prompt, tokens, positions, config.word_gradients)
             noise = bundle.unet(latent, t, encoder_hidden_states=cond).sample
             maps = store.mean("cross", queries=r * r)[0].reshape(r, r, -1)
             values = dpl_losses(maps, positions, background, config.losses, step)

@@ -86,8 +86,10 @@ def scene_record(bundle: Bundle, index: int, scene: Scene, judge, num_steps: int
         record["methods"][method] = dict(iou_sweep=sweep, iou=sweep[int(np.flatnonzero(THRESHOLDS == 0.3)[0])],
                                          unet_evals=inversion.cost.total, seconds=seconds)
     at = int(np.flatnonzero(THRESHOLDS == 0.3)[0])
+    # no token update with all three losses: no subset updates either, so each subset's inversion is DPL-lean's
+    record["ablation_reused"] = ablation and not any(inversions["dpl-lean"].trace["token_updates"])
     for name, losses in (ABLATION.items() if ablation else ()):
-        if name == "all three":
+        if name == "all three" or record["ablation_reused"]:
             record["ablation"][name] = record["methods"]["dpl-lean"]["iou"]
             continue
         inversion = invert_by(bundle, scene, "dpl", num_steps, config=ablation_config(losses))
@@ -155,5 +157,6 @@ def summarise(records: dict[int, dict]) -> dict:
     claims["DPL edits ahead on success and distractor preservation at equal or better background PSNR"] = bool(
         d["success"] >= n["success"] and d["distractor_preserved"] >= n["distractor_preserved"] and d["bg_psnr"] >= n["bg_psnr"])
     return dict(scenes=len(rows), distractor_scenes=sum(r["distractor"] for r in rows), steps=rows[0]["steps"],
-                thresholds=THRESHOLDS.tolist(), iou_curves=curves, ablation=ablation, edits=edits, cost=cost,
+                thresholds=THRESHOLDS.tolist(), iou_curves=curves, ablation=ablation,
+                ablation_copied_scenes=sum(bool(r.get("ablation_reused")) for r in rows), edits=edits, cost=cost,
                 claims=claims)

@@ -96,6 +96,7 @@ def attention_balancing(maps: torch.Tensor,  # (H, W, tokens) cross-attention ma
                         scale: float = 100.0,  # inverse temperature of the softmax over tokens
                         smoothing: bool = True,  # blur each word's map with the 3x3 Gaussian
                         reduction: str = "max",  # over words: "max" (the weakest word) or "mean"
+                        region: torch.Tensor | None = None,  # (H, W) bool: where a word's peak may be; None: anywhere
                         ) -> torch.Tensor:
     "Attend-and-Excite's L_at: 1 minus the smoothed peak of each word's re-normalised map, for the weakest word"
     maps = _check_maps(maps)
@@ -111,6 +112,15 @@ def attention_balancing(maps: torch.Tensor,  # (H, W, tokens) cross-attention ma
     peaks = word_maps(text, [[p - 1 for p in w] for w in words])
     if smoothing:
         peaks = smooth(peaks)
+    if region is not None:
+        region = torch.as_tensor(region).to(maps.device).bool()
+        if region.shape != maps.shape[:2]:
+            raise ValueError(f"region must be an (H, W) mask at the maps' resolution {tuple(maps.shape[:2])}, "
+                             f"got shape {tuple(region.shape)}")
+        if not region.any():
+            raise ValueError("region has no pixel: attention_balancing needs at least one pixel to look for peaks in; "
+                             "pass None to use the whole map")
+        peaks = peaks.masked_fill(~region, 0.0)
     losses = (1 - peaks.amax(dim=(-2, -1))).relu()
     return losses.max() if reduction == "max" else losses.mean()
 
@@ -181,6 +191,7 @@ class LossConfig:
     scale: float = 100.0  # softmax inverse temperature of L_at
     smoothing: bool = True  # Gaussian smoothing in L_at
     reduction: str = "max"  # L_at over words: "max" or "mean"
+    at_region: str = "all"  # where L_at takes each word's peak: "all" pixels (the reference) or "objects" (off the background mask)
 
     def __post_init__(self):
         def number(name):
@@ -198,6 +209,8 @@ class LossConfig:
             raise ValueError(f"bg_start must be a step index >= 0, got {self.bg_start!r}")
         if self.reduction not in ("max", "mean"):
             raise ValueError(f"reduction must be 'max' or 'mean', got {self.reduction!r}")
+        if self.at_region not in ("all", "objects"):
+            raise ValueError(f"at_region must be 'all' (the reference) or 'objects', got {self.at_region!r}")
 
     def thresholds(self, step: int) -> dict[str, float]:
         "The thresholds of step `step` for `LossValues.below`: keys 'at', 'bg', 'dj'"
@@ -234,7 +247,7 @@ class LossValues:
 # %% ../nbs/07_losses.ipynb #9c9f7565
 def dpl_losses(maps: torch.Tensor,  # (H, W, tokens) cross-attention maps of the step
                positions: Sequence[Sequence[int]],  # token positions of each dynamic word
-               background: torch.Tensor | None,  # (H, W) bool background mask; None only if lambda_bg == 0
+               background: torch.Tensor | None,  # (H, W) bool background mask; None only if neither L_bg nor at_region needs it
                config: LossConfig,  # weights and options
                step: int,  # denoising step, 0 = the noisiest
                ) -> LossValues:
@@ -243,12 +256,15 @@ def dpl_losses(maps: torch.Tensor,  # (H, W, tokens) cross-attention maps of the
     if not isinstance(config, LossConfig):
         raise ValueError(f"config must be a LossConfig, got {type(config).__name__}")
     _word_positions(positions, maps.shape[-1])
-    if config.lambda_bg > 0:
+    objects_only = config.lambda_at > 0 and config.at_region == "objects"
+    if config.lambda_bg > 0 or objects_only:
         if background is None:
-            raise ValueError("background is None but lambda_bg > 0: pass the background mask from "
-                             "background.find_background, or set lambda_bg=0")
+            raise ValueError("background is None but " + ("lambda_bg > 0" if config.lambda_bg > 0 else "at_region is 'objects'")
+                             + ": pass the background mask from background.find_background, or set lambda_bg=0 and at_region='all'")
         background = _check_background(background, maps)
-    at = (attention_balancing(maps, positions, config.scale, config.smoothing, config.reduction)
+    # at_region="objects": peaks off the background; a mask that is all background leaves the whole map
+    region = ~background.bool() if objects_only and not background.bool().all() else None
+    at = (attention_balancing(maps, positions, config.scale, config.smoothing, config.reduction, region)
           if config.lambda_at > 0 else maps.new_zeros(()))
     bg = (background_leakage(maps, positions, background)
           if config.lambda_bg > 0 and step >= config.bg_start else maps.new_zeros(()))

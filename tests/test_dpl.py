@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dpl_nb.dpl import (DPL_PRESETS, DPLConfig, check_background, dpl_config, dpl_invert, dynamic_words,
-                        initial_tokens, sampled_maps)
+                        encode_dynamic, initial_tokens, sampled_maps)
 from dpl_nb.inversion import Inversion, reconstruct
 from dpl_nb.losses import LossConfig
 from dpl_nb.p2p import edit
@@ -86,6 +86,30 @@ def test_one_dynamic_word_has_no_nan(toy, scene):
                      progress=False)
     assert inv.token_embeddings.shape[1] == 1 and torch.isfinite(inv.token_embeddings).all()
     assert all(p["dj"] == 0 and np.isfinite(p["total"]) for step in inv.trace["token_losses"] for p in step)
+
+
+def test_own_word_gradients_keep_the_forward_and_cut_cross_paths(toy, scene):
+    positions = [list(w.positions) for w in dynamic_words(toy.tokenizer, scene.braced).words]
+    tokens = torch.nn.Parameter(initial_tokens(toy, scene.braced))
+    shared, own = (encode_dynamic(toy, scene.braced, tokens, positions, g) for g in ("shared", "own"))
+    assert torch.allclose(shared, own, atol=1e-6)
+    g_shared, = torch.autograd.grad(shared[0, positions[1]].sum(), tokens)
+    g_own, = torch.autograd.grad(own[0, positions[1]].sum(), tokens)
+    assert g_shared[0].abs().sum() > 0 and g_own[0].abs().sum() == 0 and g_own[1].abs().sum() > 0
+    with pytest.raises(ValueError, match="word_gradients must be"):
+        DPLConfig(word_gradients="mine")
+
+
+def test_non_reference_options_run(toy, scene):
+    config = dataclasses.replace(DPL_PRESETS["lean"], word_gradients="own",
+                                 losses=dataclasses.replace(LossConfig(), at_region="objects"))
+    before = toy.text_encoder.get_input_embeddings().weight.clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inv = dpl_invert(toy, scene.pil, scene.braced, config, num_steps=STEPS, progress=False)
+    assert torch.equal(toy.text_encoder.get_input_embeddings().weight, before)
+    assert sum(inv.trace["token_updates"]) > 0 and torch.isfinite(inv.token_embeddings).all()
+    assert inv.settings["word_gradients"] == "own" and inv.settings["losses"]["at_region"] == "objects"
 
 
 def test_no_background_cluster_falls_back(toy, scene):

@@ -292,3 +292,33 @@ def test_float64_works_end_to_end():
     single = maps_from({CAT: square(3, 3, 1)}, dtype=torch.float64)
     assert abs(float(attention_balancing(single, [[CAT]])) - (1 - W1 ** 2)) < 1e-12
     assert smooth(torch.rand(4, 4, dtype=torch.float64)).dtype == torch.float64
+
+
+# at_region="objects": L_at's peaks only off the background (a non-reference option)
+
+def test_attention_balancing_region_by_hand():
+    on_background = maps_from({CAT: square(5, 5, 3)})        # cat wins a 3x3 block outside the object
+    objects = square(0, 0, 4)
+    assert close(attention_balancing(on_background, [[CAT]]), 0.0)
+    assert close(attention_balancing(on_background, [[CAT]], region=objects), 1.0)
+    both = maps_from({CAT: square(5, 5, 3) | square(0, 0, 3)})
+    assert close(attention_balancing(both, [[CAT]], region=objects), 0.0)
+    with pytest.raises(ValueError, match="region has no pixel"):
+        attention_balancing(both, [[CAT]], region=torch.zeros(8, 8, dtype=torch.bool))
+    with pytest.raises(ValueError, match="region must be an"):
+        attention_balancing(both, [[CAT]], region=torch.ones(4, 4, dtype=torch.bool))
+
+
+def test_at_region_objects_in_dpl_losses():
+    maps = random_maps(size=16)
+    bg = square(0, 0, 8, size=16)
+    objects = LossConfig(at_region="objects")
+    v = dpl_losses(maps, [[CAT], [DOG]], bg, objects, 3)
+    assert close(v.at, float(attention_balancing(maps, [[CAT], [DOG]], region=~bg)))
+    assert float(v.at) >= float(dpl_losses(maps, [[CAT], [DOG]], bg, LossConfig(), 3).at)   # fewer pixels to win
+    everywhere = dpl_losses(maps, [[CAT], [DOG]], torch.ones(16, 16, dtype=torch.bool), objects, 3)
+    assert close(everywhere.at, float(attention_balancing(maps, [[CAT], [DOG]])))          # all background: whole map
+    with pytest.raises(ValueError, match="at_region is 'objects'"):
+        dpl_losses(maps, [[CAT], [DOG]], None, LossConfig(lambda_bg=0.0, at_region="objects"), 0)
+    with pytest.raises(ValueError, match="at_region must be 'all'"):
+        LossConfig(at_region="foreground")
