@@ -376,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dpl, nti (null-text inversion) or ddim (default: dpl)")
     invert.add_argument("--preset", choices=("lean", "paper"), default="lean",
                         help="DPL settings (default: lean; only for --method dpl)")
+    invert.add_argument("--at-region", choices=("all", "objects"), default="all",
+                        help="where attention balancing takes each word's peak: all pixels (default, the paper's) or "
+                             "objects (off the background mask; not the paper's, see chapter 7)")
+    invert.add_argument("--word-gradients", choices=("shared", "own"), default="shared",
+                        help="whose gradients reach a dynamic token: shared (default, the paper's) or own (each word's "
+                             "hidden states only; not the paper's, see chapter 8)")
     invert.add_argument("--steps", type=_positive_int, default=50, help="denoising steps (default: 50)")
     invert.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (default: 7.5)")
 
@@ -569,16 +575,25 @@ def invert_command(args) -> list[Path]:
     if args.method != "ddim" and not args.guidance > 1:
         raise ValueError(f"--guidance must be > 1 for {args.method} (the null embeddings have no effect at 1), "
                          f"got {args.guidance}; 7.5 is what the papers use")
+    options = dict(at_region=args.at_region, word_gradients=args.word_gradients)
+    if args.method != "dpl" and options != dict(at_region="all", word_gradients="shared"):
+        raise ValueError(f"--at-region and --word-gradients are options of DPL; drop them or use --method dpl "
+                         f"(got --method {args.method})")
     check_device(args.device)
+    import dataclasses
     import torch
-    from dpl_nb.dpl import dpl_invert
+    from dpl_nb.dpl import dpl_config, dpl_invert
     from dpl_nb.inversion import invert
     bundle = _load(args, args.model)
     check_prompt(args.prompt, "--prompt", bundle=bundle)
     torch.manual_seed(args.seed)
     _say(args, f"{args.method} inversion of {image} under '{args.prompt}', {args.steps} steps")
     if args.method == "dpl":
-        inversion = dpl_invert(bundle, image, args.prompt, config=args.preset, num_steps=args.steps,
+        config = dpl_config(args.preset)
+        if options != dict(at_region="all", word_gradients="shared"):
+            config = dataclasses.replace(config, word_gradients=args.word_gradients,
+                                         losses=dataclasses.replace(config.losses, at_region=args.at_region))
+        inversion = dpl_invert(bundle, image, args.prompt, config=config, num_steps=args.steps,
                                guidance_scale=args.guidance, progress=not args.quiet)
     else:
         inversion = invert(bundle, image, args.prompt, args.steps, args.guidance, method=args.method,

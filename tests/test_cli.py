@@ -142,6 +142,20 @@ def test_invert_ddim(capsys, files, tmp_path):
     assert status == 0 and written == [f"wrote {out}"] and Inversion.load(out).method == "ddim"
 
 
+def test_invert_with_the_non_reference_options(capsys, files, tmp_path):
+    out = tmp_path / "options.safetensors"
+    status, written, _ = run(capsys, "invert", files["image"], "--prompt", PROMPT, "--steps", STEPS,
+                             "--at-region", "objects", "--word-gradients", "own", "-o", out, "--quiet")
+    assert status == 0 and written == [f"wrote {out}"]
+    settings = Inversion.load(out).settings
+    assert settings["word_gradients"] == "own" and settings["losses"]["at_region"] == "objects"
+    assert settings["preset"] is None                      # no longer the lean preset itself
+    status, out_lines, err = run(capsys, "invert", files["image"], "--prompt", PROMPT, "--method", "nti",
+                                 "--word-gradients", "own", "-o", tmp_path / "nti.safetensors")
+    assert_one_line_error(status, out_lines, err, "options of DPL")
+    assert not (tmp_path / "nti.safetensors").exists()
+
+
 def test_edit(capsys, files, tmp_path):
     edited, source = tmp_path / "edit.png", tmp_path / "recon.png"
     status, out, err = run(capsys, "edit", files["dpl"], "--target", TARGET, "--blend", "circle",
