@@ -38,7 +38,7 @@ import torch.nn.functional as F
 import dpl_nb
 from _results import write_result
 from _toymo import balanced_scenes, psnr_outside, summary
-from dpl_nb.dpl import dpl_invert, sampled_maps
+from dpl_nb.dpl import dpl_invert, sampled_maps, with_options
 from dpl_nb.experiments import ablation_config
 from dpl_nb.inversion import invert
 from dpl_nb.metrics import THRESHOLDS, grow_mask, word_ious
@@ -55,9 +55,8 @@ def map_mass(maps: torch.Tensor, positions, masks: np.ndarray) -> np.ndarray:
     r = maps.shape[1]
     regions = np.concatenate([masks, ~masks.any(0, keepdims=True)]).astype(np.float32)
     regions = F.interpolate(torch.from_numpy(regions)[None], size=(r, r), mode="area")[0]  # (objects + 1, r, r)
-    mean = maps.mean(0)
-    shares = [(regions * mean[..., list(p)].mean(-1)).sum((-2, -1)) / mean[..., list(p)].mean(-1).sum() for p in positions]
-    return torch.stack(shares).numpy()
+    nouns = torch.stack([maps.mean(0)[..., list(p)].mean(-1) for p in positions])          # (nouns, r, r)
+    return ((nouns[:, None] * regions).sum((-2, -1)) / nouns.sum((-2, -1))[:, None]).numpy()
 
 
 def map_ious(bundle, inversion, scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,13 +82,6 @@ def reversed_nouns(scene):
     objects = scene.objects[::-1]
     caption, braced = caption_for(objects)
     return dataclasses.replace(scene, objects=objects, masks=scene.masks[::-1].copy(), caption=caption, braced=braced)
-
-
-def dpl_settings(preset: str, losses=("at", "bg", "dj"), at_region: str = "all", word_gradients: str = "shared"):
-    "The DPL config of a run: the preset with only `losses` kept and the two options set"
-    config = ablation_config(losses, preset)
-    return dataclasses.replace(config, word_gradients=word_gradients,
-                               losses=dataclasses.replace(config.losses, at_region=at_region))
 
 
 def run_scene(bundle, index: int, scene, config, steps: int) -> dict:
@@ -173,7 +165,7 @@ def main():
         ("" if losses == ("at", "bg", "dj") else "_" + "_".join(losses)) + \
         ("_objects" if args.at_region == "objects" else "") + ("_own" if args.word_gradients == "own" else "") + \
         ("_reversed" if args.reverse_nouns else "")
-    config = dpl_settings(args.preset, losses, args.at_region, args.word_gradients)
+    config = with_options(ablation_config(losses, args.preset), args.at_region, args.word_gradients)
     out = args.out or Path(__file__).parent / "results" / f"{name}.json"
     bundle = load_bundle("toy")
     cases, start = [], time.perf_counter()

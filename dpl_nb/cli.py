@@ -575,24 +575,19 @@ def invert_command(args) -> list[Path]:
     if args.method != "ddim" and not args.guidance > 1:
         raise ValueError(f"--guidance must be > 1 for {args.method} (the null embeddings have no effect at 1), "
                          f"got {args.guidance}; 7.5 is what the papers use")
-    options = dict(at_region=args.at_region, word_gradients=args.word_gradients)
-    if args.method != "dpl" and options != dict(at_region="all", word_gradients="shared"):
+    if args.method != "dpl" and (args.at_region, args.word_gradients) != ("all", "shared"):
         raise ValueError(f"--at-region and --word-gradients are options of DPL; drop them or use --method dpl "
                          f"(got --method {args.method})")
     check_device(args.device)
-    import dataclasses
     import torch
-    from dpl_nb.dpl import dpl_config, dpl_invert
+    from dpl_nb.dpl import dpl_invert, with_options
     from dpl_nb.inversion import invert
     bundle = _load(args, args.model)
     check_prompt(args.prompt, "--prompt", bundle=bundle)
     torch.manual_seed(args.seed)
     _say(args, f"{args.method} inversion of {image} under '{args.prompt}', {args.steps} steps")
     if args.method == "dpl":
-        config = dpl_config(args.preset)
-        if options != dict(at_region="all", word_gradients="shared"):
-            config = dataclasses.replace(config, word_gradients=args.word_gradients,
-                                         losses=dataclasses.replace(config.losses, at_region=args.at_region))
+        config = with_options(args.preset, args.at_region, args.word_gradients)  # the preset itself by default
         inversion = dpl_invert(bundle, image, args.prompt, config=config, num_steps=args.steps,
                                guidance_scale=args.guidance, progress=not args.quiet)
     else:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -21,8 +21,8 @@ from .models import Bundle, UNetCounter
 from .prompts import encode_prompts, parse_prompt
 
 # %% auto #0
-__all__ = ['DPL_PRESETS', 'DPLConfig', 'dpl_config', 'dynamic_words', 'initial_tokens', 'check_background', 'encode_dynamic',
-           'TokenStep', 'token_step', 'dpl_invert', 'sampled_maps']
+__all__ = ['DPL_PRESETS', 'DPLConfig', 'dpl_config', 'with_options', 'dynamic_words', 'initial_tokens', 'check_background',
+           'encode_dynamic', 'TokenStep', 'token_step', 'dpl_invert', 'sampled_maps']
 
 # %% ../nbs/08_dpl.ipynb #bd0db1cc
 @dataclass(frozen=True)
@@ -65,6 +65,15 @@ def dpl_config(config: DPLConfig | str = "lean") -> DPLConfig:
         raise ValueError(f"config must be a DPLConfig or one of {sorted(DPL_PRESETS)}, got {config!r}; change one "
                          "setting with dataclasses.replace(DPL_PRESETS['lean'], token_steps=10)")
     return DPL_PRESETS[config]
+
+
+def with_options(config: DPLConfig | str = "lean",  # a DPLConfig or a preset name
+                 at_region: str = "all",  # LossConfig.at_region: "all" (the reference) or "objects"
+                 word_gradients: str = "shared",  # DPLConfig.word_gradients: "shared" (the reference) or "own"
+                 ) -> DPLConfig:
+    "`config` with both non-reference options set; with their defaults a preset comes back equal to itself"
+    config = dpl_config(config)
+    return replace(config, word_gradients=word_gradients, losses=replace(config.losses, at_region=at_region))
 
 # %% ../nbs/08_dpl.ipynb #d4b4519a
 def dynamic_words(tokenizer, prompt: str):

@@ -87,9 +87,9 @@ def scene_record(bundle: Bundle, index: int, scene: Scene, judge, num_steps: int
                                          unet_evals=inversion.cost.total, seconds=seconds)
     at = int(np.flatnonzero(THRESHOLDS == 0.3)[0])
     # no token update with all three losses: no subset updates either, so each subset's inversion is DPL-lean's
-    record["ablation_reused"] = ablation and not any(inversions["dpl-lean"].trace["token_updates"])
+    record["ablation_copied"] = ablation and not any(inversions["dpl-lean"].trace["token_updates"])
     for name, losses in (ABLATION.items() if ablation else ()):
-        if name == "all three" or record["ablation_reused"]:
+        if name == "all three" or record["ablation_copied"]:
             record["ablation"][name] = record["methods"]["dpl-lean"]["iou"]
             continue
         inversion = invert_by(bundle, scene, "dpl", num_steps, config=ablation_config(losses))
@@ -158,5 +158,5 @@ def summarise(records: dict[int, dict]) -> dict:
         d["success"] >= n["success"] and d["distractor_preserved"] >= n["distractor_preserved"] and d["bg_psnr"] >= n["bg_psnr"])
     return dict(scenes=len(rows), distractor_scenes=sum(r["distractor"] for r in rows), steps=rows[0]["steps"],
                 thresholds=THRESHOLDS.tolist(), iou_curves=curves, ablation=ablation,
-                ablation_copied_scenes=sum(bool(r.get("ablation_reused")) for r in rows), edits=edits, cost=cost,
+                ablation_copied_scenes=sum(bool(r.get("ablation_copied")) for r in rows), edits=edits, cost=cost,
                 claims=claims)

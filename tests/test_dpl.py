@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dpl_nb.dpl import (DPL_PRESETS, DPLConfig, check_background, dpl_config, dpl_invert, dynamic_words,
-                        encode_dynamic, initial_tokens, sampled_maps)
+                        encode_dynamic, initial_tokens, sampled_maps, with_options)
 from dpl_nb.inversion import Inversion, reconstruct
 from dpl_nb.losses import LossConfig
 from dpl_nb.p2p import edit
@@ -101,8 +101,7 @@ def test_own_word_gradients_keep_the_forward_and_cut_cross_paths(toy, scene):
 
 
 def test_non_reference_options_run(toy, scene):
-    config = dataclasses.replace(DPL_PRESETS["lean"], word_gradients="own",
-                                 losses=dataclasses.replace(LossConfig(), at_region="objects"))
+    config = with_options("lean", at_region="objects", word_gradients="own")
     before = toy.text_encoder.get_input_embeddings().weight.clone()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
