@@ -8,6 +8,9 @@ again continues where it stopped; the summary goes to benchmarks/results/paper_c
 of the IoU curves. Long: about a quarter of an hour of one CPU core per scene; use --workers.
 
     python benchmarks/paper_claims.py [--scenes 100] [--steps 50] [--workers N] [--no-ablation]
+
+--first-scene K records only scenes K..N-1, so that two machines can share a run (each writing its own --records
+file; concatenate them afterwards). Each record names the machine and torch that made it.
 """
 import argparse
 import os
@@ -27,6 +30,7 @@ from dpl_nb.toyworld import load_judge, toymo_set
 
 RESULTS = Path(__file__).parent / "results"
 _STATE = {}
+_MACHINE = f"{platform.machine()}, {os.cpu_count()} CPUs"
 
 
 def _record(job) -> dict:
@@ -35,13 +39,15 @@ def _record(job) -> dict:
     torch.set_num_threads(1)
     if not _STATE:
         _STATE.update(bundle=load_bundle("toy"), judge=load_judge(), scenes=toymo_set())
-    return scene_record(_STATE["bundle"], index, _STATE["scenes"][index], _STATE["judge"], steps, ablation)
+    record = scene_record(_STATE["bundle"], index, _STATE["scenes"][index], _STATE["judge"], steps, ablation)
+    return dict(record, machine=_MACHINE, torch=torch.__version__)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenes", type=int, default=100, help="the first N ToyMO-Set scenes")
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--first-scene", type=int, default=0, help="record only scenes from this index on")
     parser.add_argument("--workers", type=int, default=1, help="processes, each running whole scenes")
     parser.add_argument("--no-ablation", action="store_true", help="skip the loss ablation")
     parser.add_argument("--records", default=str(RESULTS / "paper_claims_scenes.jsonl"))
@@ -53,7 +59,8 @@ def main():
     stale = {r["steps"] for r in done.values()} - {args.steps}
     if stale:
         raise SystemExit(f"{records_path} holds records made with {sorted(stale)} steps; move it away or use --steps")
-    todo = [(i, args.steps, not args.no_ablation) for i in range(args.scenes) if i not in done]
+    todo = [(i, args.steps, not args.no_ablation) for i in range(args.first_scene, args.scenes)
+            if i not in done]
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc="scenes")
     if args.workers > 1:
@@ -68,7 +75,8 @@ def main():
     bar.close()
     summary = summarise({k: v for k, v in done.items() if k < args.scenes})
     summary.update(model="toy", records=str(records_path.name), seconds_this_run=time.perf_counter() - start,
-                   workers=args.workers, machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
+                   workers=args.workers, machine=_MACHINE,
+                   machines=sorted({r.get("machine", "unrecorded") for k, r in done.items() if k < args.scenes}),
                    torch=torch.__version__, dpl_nb=dpl_nb.__version__)
     out = write_result(summary, args.out)
     import matplotlib
