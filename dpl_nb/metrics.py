@@ -18,7 +18,7 @@ from skimage.metrics import structural_similarity
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor, CLIPModel
 
 from .models import _hub_offline, _hub_reachable, _looks_like_path
-from .toyworld import SHAPES, Scene, judge_objects
+from .toyworld import COLOURS, SHAPES, Scene, judge_objects
 
 # %% auto #0
 __all__ = ['THRESHOLDS', 'attention_iou', 'word_ious', 'mse', 'psnr', 'ssim', 'grow_mask', 'background_preservation', 'load_dino',
@@ -328,14 +328,24 @@ def edit_success(judge,  # the toy object judge (toyworld.load_judge)
                  image,  # the edited image: PIL or uint8 (H, W, 3), the scene's size
                  scene: Scene,  # the scene the edit started from
                  index: int,  # the object the edit was asked to change
-                 new_shape: str,  # the shape it was asked to become
+                 new_shape: str | None = None,  # the shape it was asked to become (a shape word swapped)
+                 new_colour: str | None = None,  # the colour it was asked to become (a colour word swapped)
                  ) -> bool:
-    "Whether the judge sees `new_shape` in the edited image where object `index` of the scene was"
-    if new_shape not in SHAPES:
+    "Whether the judge sees what the edit asked for (`new_shape`, `new_colour` or both) where object `index` was"
+    if new_shape is None and new_colour is None:
+        raise ValueError("give new_shape, new_colour or both: say what the edit asked object index to become")
+    if new_shape is not None and new_shape not in SHAPES:
         raise ValueError(f"new_shape must be one of {SHAPES}, got {new_shape!r}")
-    if 0 <= index < len(scene.objects) and scene.objects[index].shape == new_shape:
-        raise ValueError(f"object {index} is already a {new_shape}; an edit must ask for another shape")
-    return _judged(judge, image, scene, index)[0] == new_shape
+    if new_colour is not None and new_colour not in COLOURS:
+        raise ValueError(f"new_colour must be one of {tuple(COLOURS)}, got {new_colour!r}")
+    if 0 <= index < len(scene.objects):
+        o = scene.objects[index]
+        if new_shape == o.shape:
+            raise ValueError(f"object {index} is already a {new_shape}; an edit must ask for another shape")
+        if new_colour == o.colour:
+            raise ValueError(f"object {index} is already {new_colour}; an edit must ask for another colour")
+    shape, colour = _judged(judge, image, scene, index)
+    return (new_shape is None or shape == new_shape) and (new_colour is None or colour == new_colour)
 
 
 def distractor_preserved(judge,  # the toy object judge (toyworld.load_judge)

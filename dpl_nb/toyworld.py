@@ -35,9 +35,10 @@ __all__ = ['SHAPES', 'COLOURS', 'SIMILAR', 'TOY_VOCABULARY', 'SIZE', 'MAX_OBJECT
            'scene_images', 'caption_for', 'render_scene', 'random_scene', 'is_distractor', 'toy_tokenizer',
            'toy_models', 'ToyTrainConfig', 'scene_batch', 'tail_slots', 'noun_slots', 'ObjectAttention',
            'save_toy_model', 'train_toy_model', 'sample_images', 'colours_present', 'toy_metadata', 'toymo_set',
-           'scenes_checksum', 'swap_target', 'noun_maps', 'attention_iou', 'map_quality', 'attention_shares',
-           'show_noun_maps', 'without_colours', 'select_snapshot', 'snapshot_score', 'ship_toy_model', 'ObjectJudge',
-           'object_crops', 'train_judge', 'judge_accuracy', 'save_judge', 'load_judge', 'judge_objects']
+           'scenes_checksum', 'swap_target', 'recolour_target', 'noun_maps', 'attention_iou', 'map_quality',
+           'attention_shares', 'show_noun_maps', 'without_colours', 'select_snapshot', 'snapshot_score',
+           'ship_toy_model', 'ObjectJudge', 'object_crops', 'train_judge', 'judge_accuracy', 'save_judge', 'load_judge',
+           'judge_objects']
 
 # %% ../nbs/09_toyworld.ipynb #ac1e97a3
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
@@ -442,6 +443,18 @@ def swap_target(scene: Scene) -> tuple[str, str, str]:
     new = next(s for s in SHAPES[SHAPES.index(old) + 1:] + SHAPES
                if s not in (old, other, SIMILAR.get(old), SIMILAR.get(other)))
     return old, new, scene.braced.replace("{" + old + "}", "{" + new + "}", 1)
+
+# %% ../nbs/09_toyworld.ipynb #966ab430
+def recolour_target(scene: Scene) -> tuple[str, str, str, str]:
+    "The colour swap the experiments make: (noun, old colour, new colour, target prompt) for the first object"
+    first, other = scene.objects[0], scene.objects[1]
+    names = list(COLOURS)
+    new = next(c for c in names[names.index(first.colour) + 1:] + names if c not in (first.colour, other.colour))
+    phrase = f"{first.colour} {{{first.shape}}}"
+    if phrase not in scene.braced:
+        raise ValueError(f"the prompt {scene.braced!r} does not name the first object as {phrase!r}; "
+                         f"recolour_target needs a caption of the scene (caption_for)")
+    return first.shape, first.colour, new, scene.braced.replace(phrase, f"{new} {{{first.shape}}}", 1)
 
 # %% ../nbs/09_toyworld.ipynb #ce1c765d
 @torch.no_grad()

@@ -18,7 +18,7 @@ def fake_record(scene: int, dpl_gain: float, ablation_best: str = "all three", d
         dict(success=False, distractor_preserved=False, psnr=25.0, ssim=0.8)
     edits = {"nti": bad, "dpl-lean": good} if dpl_edit_better else {"nti": good, "dpl-lean": bad}
     return dict(scene=scene, prompt="a red {circle} and a blue {square}", distractor=scene % 2 == 0, steps=50,
-                methods=methods, ablation=ablation, edits=edits)
+                methods=methods, ablation=ablation, edits=edits, edits_shape=edits)
 
 
 def test_ablation_config():
