@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 import dpl_nb
 from _results import write_result
-from dpl_nb.experiments import append_record, read_records, redo_edits, scene_record, summarise
+from dpl_nb.experiments import append_record, compact_records, read_records, redo_edits, scene_record, summarise
 from dpl_nb.models import load_bundle
 from dpl_nb.toyworld import load_judge, toymo_set
 
@@ -81,6 +81,9 @@ def main():
             record = _record(job)
             append_record(records_path, record); done[record["scene"]] = record; bar.update()
     bar.close()
+    dropped = compact_records(records_path)  # one line per scene: the latest record
+    if dropped:
+        print(f"{records_path.name}: {dropped} superseded or half-written lines dropped")
     summary = summarise({k: v for k, v in done.items() if k < args.scenes})
     summary.update(model="toy", records=str(records_path.name), seconds_this_run=time.perf_counter() - start,
                    workers=args.workers, machine=_MACHINE,

@@ -25,7 +25,7 @@ from .toyworld import Scene, is_distractor, recolour_target, swap_target
 
 # %% auto #0
 __all__ = ['METHODS', 'EDITED', 'ABLATION', 'ablation_config', 'invert_by', 'edit_records', 'scene_record', 'redo_edits',
-           'read_records', 'append_record', 'run_claims', 'summarise']
+           'read_records', 'append_record', 'compact_records', 'run_claims', 'summarise']
 
 # %% ../nbs/11_experiments.ipynb #bb36774f
 METHODS = ("ddim", "nti", "dpl-paper", "dpl-lean")
@@ -131,11 +131,31 @@ def read_records(path: str | os.PathLike) -> dict[int, dict]:
     return records
 
 
+def _ends_mid_line(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:  # no file, or an empty one
+        return False
+
+
 def append_record(path: str | os.PathLike, record: dict):
-    "Append one scene's record as a JSON line, flushed to disk"
+    "Append one scene's record as a JSON line, flushed to disk (on a line of its own after a half-written one)"
+    start = "\n" if _ends_mid_line(Path(path)) else ""
     with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(start + json.dumps(record) + "\n")
         f.flush(); os.fsync(f.fileno())
+
+
+def compact_records(path: str | os.PathLike) -> int:
+    "Rewrite the JSON-lines file `path` with one line per scene, its latest record (atomically); return the lines dropped"
+    path = Path(path)
+    lines, records = len(path.read_text().splitlines()), read_records(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(records[k]) + "\n" for k in sorted(records)))
+    os.replace(tmp, path)
+    return lines - len(records)
 
 
 def run_claims(bundle: Bundle, path: str | os.PathLike, scenes: Sequence[tuple[int, Scene]], judge,

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from dpl_nb.dpl import DPL_PRESETS
-from dpl_nb.experiments import ABLATION, METHODS, ablation_config, append_record, read_records, summarise
+from dpl_nb.experiments import (ABLATION, METHODS, ablation_config, append_record, compact_records, read_records,
+                                summarise)
 from dpl_nb.metrics import THRESHOLDS
 
 
@@ -35,6 +36,12 @@ def test_records_survive_a_crash_mid_line(tmp_path):
     with open(path, "a") as f:
         f.write('{"scene": 1, "prom')
     assert list(read_records(path)) == [0]
+    append_record(path, fake_record(2, 0.1))  # the next record gets a line of its own
+    append_record(path, fake_record(0, 0.2))  # scene 0 made again: the last line counts
+    assert sorted(read_records(path)) == [0, 2] and read_records(path)[0] == fake_record(0, 0.2)
+    assert compact_records(path) == 2  # the old scene 0 and the half-written line
+    assert [json.loads(line)["scene"] for line in path.read_text().splitlines()] == [0, 2]
+    assert read_records(path)[0] == fake_record(0, 0.2)
     assert read_records(tmp_path / "none.jsonl") == {}
 
 

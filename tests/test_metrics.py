@@ -343,6 +343,19 @@ def test_judge_sees_an_edit(judge, scene):
     assert not distractor_preserved(judge, erased, scene, 1)
 
 
+def test_judge_sees_a_recolouring(judge, scene):
+    "The diamond drawn blue: a colour edit succeeded, a shape edit did not, and the circle is untouched"
+    from dpl_nb.toyworld import ToyObject, render_scene
+    first, second = scene.objects
+    blue = render_scene([ToyObject(first.shape, "blue", first.cx, first.cy, first.radius), second], np.random.default_rng(0))
+    assert edit_success(judge, blue.image, scene, 0, new_colour="blue") is True
+    assert edit_success(judge, blue.image, scene, 0, new_colour="green") is False
+    assert edit_success(judge, blue.image, scene, 0, new_shape="cross") is False
+    assert edit_success(judge, blue.image, scene, 0, new_shape="cross", new_colour="blue") is False  # both asked
+    assert distractor_preserved(judge, blue.image, scene, 1)
+    assert edit_success(judge, scene.pil, scene, 0, new_colour="blue") is False  # the unedited scene
+
+
 def test_judge_errors(judge, scene):
     with pytest.raises(ValueError, match="index"):
         edit_success(judge, scene.pil, scene, 2, "cross")
@@ -352,5 +365,11 @@ def test_judge_errors(judge, scene):
         edit_success(judge, scene.pil, scene, 0, "diamond")
     with pytest.raises(ValueError, match="new_shape"):
         edit_success(judge, scene.pil, scene, 0, "star")
+    with pytest.raises(ValueError, match="already red"):
+        edit_success(judge, scene.pil, scene, 0, new_colour="red")
+    with pytest.raises(ValueError, match="new_colour must be one of"):
+        edit_success(judge, scene.pil, scene, 0, new_colour="pink")
+    with pytest.raises(ValueError, match="give new_shape, new_colour or both"):
+        edit_success(judge, scene.pil, scene, 0)
     with pytest.raises(ValueError, match="image is 16x16 but the scene is 32x32"):
         distractor_preserved(judge, scene.pil.resize((16, 16)), scene, 1)

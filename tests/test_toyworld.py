@@ -44,6 +44,16 @@ def test_toymo_set_is_fixed():
     assert scenes_checksum(scenes) == toy_metadata()["toymo_sha256"]
 
 
+def test_recolour_target_changes_one_colour_word():
+    from dpl_nb.toyworld import COLOURS, recolour_target
+    for scene in toymo_set():
+        noun, old, new, target = recolour_target(scene)
+        assert (noun, old) == (scene.objects[0].shape, scene.objects[0].colour)
+        assert new in COLOURS and new not in {o.colour for o in scene.objects}
+        assert [(a, b) for a, b in zip(scene.braced.split(), target.split()) if a != b] == [(old, new)]
+        assert "{" + noun + "}" in target
+
+
 def test_judge_reads_ground_truth():
     judge = load_judge()
     rng = np.random.default_rng(321)
