@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 import dpl_nb
 from _results import write_result
-from dpl_nb.experiments import append_record, compact_records, read_records, redo_edits, scene_record, summarise
+from dpl_nb.experiments import (append_record, claims_jobs, compact_records, read_records, redo_edits, scene_record,
+                                summarise)
 from dpl_nb.models import load_bundle
 from dpl_nb.toyworld import load_judge, toymo_set
 
@@ -65,9 +66,8 @@ def main():
     stale = {r["steps"] for r in done.values()} - {args.steps}
     if stale:
         raise SystemExit(f"{records_path} holds records made with {sorted(stale)} steps; move it away or use --steps")
-    scenes = range(args.first_scene, args.scenes)
-    todo = [(i, args.steps, not args.no_ablation, None) for i in scenes if i not in done]
-    todo += [(i, args.steps, False, done[i]) for i in scenes if i in done and "edits_shape" not in done[i]]
+    jobs = claims_jobs(done, range(args.first_scene, args.scenes))
+    todo = [(i, args.steps, not args.no_ablation, old) for i, old in jobs]
     print(f"{sum(j[3] is None for j in todo)} scenes to record, {sum(j[3] is not None for j in todo)} to re-edit")
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc="scenes")

@@ -25,7 +25,7 @@ from .toyworld import Scene, is_distractor, recolour_target, swap_target
 
 # %% auto #0
 __all__ = ['METHODS', 'EDITED', 'ABLATION', 'ablation_config', 'invert_by', 'edit_records', 'scene_record', 'redo_edits',
-           'read_records', 'append_record', 'compact_records', 'run_claims', 'summarise']
+           'read_records', 'append_record', 'compact_records', 'claims_jobs', 'run_claims', 'summarise']
 
 # %% ../nbs/11_experiments.ipynb #bb36774f
 METHODS = ("ddim", "nti", "dpl-paper", "dpl-lean")
@@ -69,10 +69,12 @@ def _edit_record(bundle: Bundle, inversion: Inversion, scene: Scene, judge, kind
         noun, _, colour, target = recolour_target(scene)
         result = edit(bundle, inversion, target, blend_words=(noun, noun), progress=False)
         success = edit_success(judge, result.edited, scene, 0, new_colour=colour)
-    else:
+    elif kind == "shape":
         old, new, target = swap_target(scene)
         result = edit(bundle, inversion, target, blend_words=(old, new), progress=False)
         success = edit_success(judge, result.edited, scene, 0, new_shape=new)
+    else:
+        raise ValueError(f"kind must be 'recolour' or 'shape', got {kind!r}")
     return dict(target=target, success=success, distractor_preserved=distractor_preserved(judge, result.edited, scene, 1),
                 **background_preservation(result.edited, scene.pil, scene.masks[0], grow=1),
                 unet_evals=result.cost.total)
@@ -158,13 +160,22 @@ def compact_records(path: str | os.PathLike) -> int:
     return lines - len(records)
 
 
+def claims_jobs(done: dict[int, dict], indices: Sequence[int]) -> list[tuple[int, dict | None]]:
+    "What a run still has to do: `(index, None)` to record a scene, `(index, record)` to remake an old record's edits"
+    return ([(i, None) for i in indices if i not in done] +
+            [(i, done[i]) for i in indices if i in done and "edits_shape" not in done[i]])
+
+
 def run_claims(bundle: Bundle, path: str | os.PathLike, scenes: Sequence[tuple[int, Scene]], judge,
                num_steps: int = 50, ablation: bool = True, progress: bool = True) -> dict[int, dict]:
-    "Record every scene not yet in the JSON-lines file `path`; return all records"
-    done = read_records(path)
-    todo = [(i, s) for i, s in scenes if i not in done]
-    for index, scene in tqdm(todo, desc="scenes", disable=not progress):
-        record = scene_record(bundle, index, scene, judge, num_steps, ablation)
+    "Record every scene not yet in the JSON-lines file `path` (and remake older records' edits); return all records"
+    done, by_index = read_records(path), dict(scenes)
+    for index, old in tqdm(claims_jobs(done, list(by_index)), desc="scenes", disable=not progress):
+        scene = by_index[index]
+        if old is None:
+            record = scene_record(bundle, index, scene, judge, num_steps, ablation)
+        else:
+            record = redo_edits(bundle, old, scene, judge)
         append_record(path, record)
         done[index] = record
     return done
@@ -179,7 +190,8 @@ def summarise(records: dict[int, dict]) -> dict:
     curves = {m: np.mean([r["methods"][m]["iou_sweep"] for r in rows], 0).tolist() for m in METHODS}
     ablation = {name: mean([r["ablation"][name] for r in rows]) for name in ABLATION if all(name in r["ablation"] for r in rows)}
     if any("edits_shape" not in r for r in rows):
-        raise ValueError("records without edits_shape were made before the recolouring; update them with redo_edits")
+        raise ValueError("records without edits_shape were made before the recolouring; run run_claims (or benchmarks/"
+                         "paper_claims.py) again to remake their edits")
     edit_means = lambda key, rows: {m: dict(
         success=mean([r[key][m]["success"] for r in rows]),
         distractor_preserved=mean([r[key][m]["distractor_preserved"] for r in rows]),
