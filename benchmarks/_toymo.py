@@ -13,9 +13,9 @@ def benchmark_scenes(n: int) -> list[tuple[int, Scene]]:
     return list(enumerate(toymo_set()[:n]))
 
 
-def balanced_scenes(n: int) -> list[tuple[int, Scene]]:
-    "`n` ToyMO-Set scenes with their index: the first ceil(n/2) distractor scenes and the first floor(n/2) others"
-    scenes = list(enumerate(toymo_set()))
+def balanced_scenes(n: int, scenes: list[Scene] | None = None) -> list[tuple[int, Scene]]:
+    "`n` of `scenes` (default ToyMO-Set) with their index: the first ceil(n/2) distractor scenes and the first floor(n/2) others"
+    scenes = list(enumerate(toymo_set() if scenes is None else scenes))
     hard = [(i, s) for i, s in scenes if is_distractor(s)][:(n + 1) // 2]
     easy = [(i, s) for i, s in scenes if not is_distractor(s)][:n // 2]
     return sorted(hard + easy, key=lambda pair: pair[0])

@@ -1,14 +1,15 @@
 """Dynamic Prompt Learning against null-text inversion on ToyMO-Set: attention IoU, cost, and local-blend edits.
 
 Seeded, CPU. Each scene is inverted at 50 steps (guidance 7.5) by canonical null-text inversion and by DPL (preset
-`lean`, or `paper` with --preset paper). The attention maps of each inversion are those of sampling its
+`lean`, `paper` with --preset paper, or `toy`: lean with the background threshold that calibrate_thresholds.py
+chose for the toy model). The attention maps of each inversion are those of sampling its
 reconstruction (the conditional pass, the bundle's attn_res layers), averaged over the steps, as the paper evaluates
 them; each braced noun's map is scored against its object's ToyMO-Set mask with the reference code's IoU protocol
 (threshold 0.3, and the sweep 0.0 ... 1.0). Each inversion is also edited (the first object's shape swapped, P2P
 defaults) with and without P2P's local blend on the swapped words, and the background PSNR outside the object's mask
-(grown by 1 pixel) is recorded. Writes benchmarks/results/dpl_vs_nti.json (or dpl_vs_nti_paper.json), atomically.
+(grown by 1 pixel) is recorded. Writes benchmarks/results/dpl_vs_nti.json (dpl_vs_nti_paper.json, dpl_vs_nti_toy.json), atomically.
 
-    python benchmarks/dpl_vs_nti.py [--scenes 20] [--preset lean|paper] [--losses at,bg,dj] [--steps 50]
+    python benchmarks/dpl_vs_nti.py [--scenes 20] [--preset lean|paper|toy] [--losses at,bg,dj] [--steps 50]
                                     [--at-region all|objects] [--word-gradients shared|own] [--reverse-nouns]
                                     [--threads N] [--workers N]
 
@@ -38,7 +39,7 @@ import torch.nn.functional as F
 import dpl_nb
 from _results import write_result
 from _toymo import balanced_scenes, psnr_outside, summary
-from dpl_nb.dpl import dpl_invert, sampled_maps, with_options
+from dpl_nb.dpl import DPL_PRESETS, dpl_invert, sampled_maps, with_options
 from dpl_nb.experiments import ablation_config
 from dpl_nb.inversion import invert
 from dpl_nb.metrics import THRESHOLDS, grow_mask, word_ious
@@ -145,7 +146,8 @@ def report(c: dict):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenes", type=int, default=20, help="ToyMO-Set scenes, at least half of them distractors")
-    parser.add_argument("--preset", choices=("lean", "paper"), default="lean")
+    parser.add_argument("--preset", choices=sorted(DPL_PRESETS), default="lean",
+                        help="lean (default), paper, or toy (lean with the toy model's calibrated background threshold)")
     parser.add_argument("--losses", default="at,bg,dj", help="the DPL losses kept, comma-separated (ablation)")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--at-region", choices=("all", "objects"), default="all", help="where L_at takes its peaks")
@@ -188,6 +190,7 @@ def main():
     result = {
         "benchmark": "dpl_vs_nti", "preset": args.preset, "losses": list(losses), "reverse_nouns": args.reverse_nouns,
         "at_region": args.at_region, "word_gradients": args.word_gradients,
+        "tau_start": {k: getattr(config.losses, f"beta_{k}") for k in ("at", "bg", "dj")},
         "scenes": len(cases),
         "distractor_scenes": len(groups["distractor"]), "steps": args.steps, "guidance_scale": 7.5,
         "model": bundle.model_id,
@@ -200,7 +203,7 @@ def main():
         "iou_nti_sweep": np.mean(column("iou_nti_sweep"), 0).tolist(),
         "iou_dpl_sweep": np.mean(column("iou_dpl_sweep"), 0).tolist(),
         "unet_evals_nti": summary(column("unet_evals_nti")),
-        "unet_evals_dpl": {**evals, "target_max": LEAN_TARGET_MAX if args.preset == "lean" else None},
+        "unet_evals_dpl": {**evals, "target_max": LEAN_TARGET_MAX if args.preset in ("lean", "toy") else None},
         "seconds_nti": summary(column("seconds_nti")), "seconds_dpl": summary(column("seconds_dpl")),
         "background_iou": summary(column("background_iou")),
         "background_fallbacks": sum(c["background_fallback"] is not None for c in cases),

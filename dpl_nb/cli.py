@@ -22,7 +22,7 @@ from typing import Callable
 from PIL import Image, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['DTYPES', 'FIGURE_SUFFIXES', 'INVERSION_SUFFIXES', 'DEMO_SCENE', 'IOU_THRESHOLD', 'BAD_INPUT', 'COMMANDS',
+__all__ = ['DTYPES', 'FIGURE_SUFFIXES', 'INVERSION_SUFFIXES', 'PRESETS', 'DEMO_SCENE', 'IOU_THRESHOLD', 'BAD_INPUT', 'COMMANDS',
            'check_device', 'image_format', 'check_output', 'check_out_dir', 'check_image', 'check_prompt', 'save_image',
            'save_figure', 'save_json', 'blend_words', 'reweight_item', 'shown_steps', 'maps_figure', 'demo_figure',
            'UsageError', 'build_parser', 'command', 'main', 'demo_command', 'invert_command', 'edit_command',
@@ -152,6 +152,7 @@ def save_json(data: dict, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 # %% ../nbs/12_cli.ipynb #f6210e87
+PRESETS = ("lean", "paper", "toy")  # dpl_nb.dpl.DPL_PRESETS, named here so that --help needs no torch
 DEMO_SCENE = 5  # ToyMO-Set scene of `dpl_nb demo`: 'a red {circle} and a red {square}', a same-colour distractor case
 IOU_THRESHOLD = 0.3  # the threshold of the demo's attention IoU, as in the paper's evaluation
 
@@ -302,8 +303,9 @@ def _positive_int(text: str) -> int:
 
 _EXAMPLES = {
     "demo": """examples:
-  dpl_nb demo                           # scene 5, 50 steps, preset lean: ./dpl_nb_demo/demo.png and demo.json
+  dpl_nb demo                           # scene 5, 50 steps, preset toy: ./dpl_nb_demo/demo.png and demo.json
   dpl_nb demo --steps 10 -o /tmp/demo   # a quick look
+  dpl_nb demo --preset lean             # DPL with the paper's thresholds
   dpl_nb demo --scene 10 --preset paper # another scene, the reference code's settings""",
     "invert": """examples:
   dpl_nb invert scene.png --prompt "a red {circle} and a red {square}" -o scene.safetensors
@@ -364,7 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scene", type=int, default=DEMO_SCENE,
                       help=f"ToyMO-Set scene, 0-99 (default: {DEMO_SCENE}, 'a red circle and a red square')")
     demo.add_argument("--steps", type=_positive_int, default=50, help="denoising steps (default: 50)")
-    demo.add_argument("--preset", choices=("lean", "paper"), default="lean", help="DPL settings (default: lean)")
+    demo.add_argument("--preset", choices=PRESETS, default="toy",
+                      help="DPL settings (default: toy, lean with the toy model's calibrated background threshold; "
+                           "lean or paper: the paper's thresholds)")
 
     invert = sub("invert", [common])
     invert.add_argument("image", metavar="IMAGE", help="the image to invert (PNG, JPEG, ...)")
@@ -374,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the model: toy, a hub id in the local cache, or a diffusers folder (default: toy)")
     invert.add_argument("--method", choices=("dpl", "nti", "ddim"), default="dpl",
                         help="dpl, nti (null-text inversion) or ddim (default: dpl)")
-    invert.add_argument("--preset", choices=("lean", "paper"), default="lean",
+    invert.add_argument("--preset", choices=PRESETS, default="lean",
                         help="DPL settings (default: lean; only for --method dpl)")
     invert.add_argument("--at-region", choices=("all", "objects"), default="all",
                         help="where attention balancing takes each word's peak: all pixels (default, the paper's) or "
@@ -514,12 +518,12 @@ def demo_command(args) -> list[Path]:
     from dpl_nb.metrics import attention_iou
     from dpl_nb.p2p import edit
     from dpl_nb.prompts import parse_prompt
-    from dpl_nb.toyworld import is_distractor, swap_target, toymo_set
+    from dpl_nb.toyworld import is_distractor, recolour_target, toymo_set
     scenes = toymo_set()
     if not 0 <= args.scene < len(scenes):
         raise ValueError(f"--scene must be a ToyMO-Set index from 0 to {len(scenes) - 1}, got {args.scene}")
     scene = scenes[args.scene]
-    old, new, target = swap_target(scene)
+    noun, old, new, target = recolour_target(scene)
     bundle = _load(args, "toy")
     words = parse_prompt(scene.braced, bundle.tokenizer).words
     progress, guidance = not args.quiet, 7.5
@@ -539,7 +543,7 @@ def demo_command(args) -> list[Path]:
         word_maps = [maps[..., w.positions].mean(-1) for w in words]
         ious = [float(np.asarray(attention_iou(m, mask, IOU_THRESHOLD)).reshape(-1)[0])
                 for m, mask in zip(word_maps, scene.masks)]
-        result = edit(bundle, inversion, target, blend_words=([old], [new]), progress=progress)
+        result = edit(bundle, inversion, target, blend_words=([noun], [noun]), progress=progress)
         runs[method] = dict(inversion=inversion, seconds=seconds, maps=word_maps, ious=ious, edit=result)
         _say(args, f"  {method.upper()}: IoU@{IOU_THRESHOLD} " + ", ".join(f"{w.word} {v:.3f}" for w, v in zip(words, ious))
              + f"; {inversion.cost.total} UNet evaluations, {seconds:.1f} s")
@@ -550,14 +554,15 @@ def demo_command(args) -> list[Path]:
                       f"({args.steps} steps, DPL preset {args.preset})")
     report = dict(
         scene=args.scene, distractor=is_distractor(scene), prompt=scene.braced, target=target,
-        swap=dict(source_word=old, target_word=new), model=bundle.model_id, steps=args.steps, preset=args.preset,
+        recolour=dict(noun=noun, source_colour=old, target_colour=new), model=bundle.model_id, steps=args.steps, preset=args.preset,
         seed=args.seed, guidance_scale=guidance, device=args.device, dtype=args.dtype, iou_threshold=IOU_THRESHOLD,
         **{f"iou_{m}": dict(zip(nouns, r["ious"])) for m, r in runs.items()},
         **{f"iou_{m}_mean": float(np.mean(r["ious"])) for m, r in runs.items()},
         **{f"unet_evals_{m}": r["inversion"].cost.total for m, r in runs.items()},
         **{f"seconds_{m}": round(r["seconds"], 3) for m, r in runs.items()},
         **{f"unet_evals_edit_{m}": r["edit"].cost.total for m, r in runs.items()},
-        edit="P2P word swap (cross_replace_steps 0.8, self_replace_steps 0.4) with a local blend on the swapped words",
+        edit="P2P word swap of the first object's colour word (cross_replace_steps 0.8, self_replace_steps 0.4) "
+             "with a local blend on its noun",
         maps="cross maps at the model's attn_res while sampling each inversion's reconstruction, averaged over steps",
         versions=dict(library_versions(), python=platform.python_version(), numpy=np.__version__),
     )

@@ -21,8 +21,8 @@ from .models import Bundle, UNetCounter
 from .prompts import encode_prompts, parse_prompt
 
 # %% auto #0
-__all__ = ['DPL_PRESETS', 'DPLConfig', 'dpl_config', 'with_options', 'dynamic_words', 'initial_tokens', 'check_background',
-           'encode_dynamic', 'TokenStep', 'token_step', 'dpl_invert', 'sampled_maps']
+__all__ = ['TOY_BETA_BG', 'DPL_PRESETS', 'DPLConfig', 'dpl_config', 'with_options', 'dynamic_words', 'initial_tokens',
+           'check_background', 'encode_dynamic', 'TokenStep', 'token_step', 'dpl_invert', 'sampled_maps']
 
 # %% ../nbs/08_dpl.ipynb #bd0db1cc
 @dataclass(frozen=True)
@@ -51,14 +51,17 @@ class DPLConfig:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
 
 
+TOY_BETA_BG = 0.05  # tau_bg at step 0 for the toy model, calibrated on scenes outside ToyMO-Set (see the end of the chapter)
+
 DPL_PRESETS = {
     "paper": DPLConfig(nti=NTI_PRESETS["dpl"], reuse_cond=False),  # the reference code's settings
     "lean": DPLConfig(),  # same losses and thresholds, canonical NTI, the conditional prediction reused
+    "toy": DPLConfig(losses=LossConfig(beta_bg=TOY_BETA_BG)),  # lean, with the toy model's background threshold
 }
 
 
 def dpl_config(config: DPLConfig | str = "lean") -> DPLConfig:
-    "A `DPLConfig`, given as itself or by preset name ('lean' or 'paper')"
+    "A `DPLConfig`, given as itself or by preset name ('lean', 'paper' or 'toy')"
     if isinstance(config, DPLConfig):
         return config
     if config not in DPL_PRESETS:

@@ -19,6 +19,7 @@ from dpl_nb.inversion import Inversion
 STEPS = "2"
 PROMPT = "a red {circle} and a red {square}"  # ToyMO-Set scene 5
 TARGET = "a red {triangle} and a red {square}"
+RECOLOURED = "a green {circle} and a red {square}"  # the demo's edit of scene 5 (recolour_target)
 
 
 def run(capsys, *argv):
@@ -82,6 +83,12 @@ def test_help_exits_0_with_examples(capsys, command):
     assert any(line.startswith("usage: dpl_nb") for line in out) and "examples:" in out
 
 
+def test_cli_presets_are_the_library_presets():
+    from dpl_nb.cli import PRESETS
+    from dpl_nb.dpl import DPL_PRESETS
+    assert sorted(PRESETS) == sorted(DPL_PRESETS)
+
+
 def test_version(capsys):
     assert run(capsys, "--version")[:2] == (0, [f"dpl_nb {__version__}"])
 
@@ -109,7 +116,8 @@ def test_demo(capsys, tmp_path):
     assert Image.open(out_dir / "demo.png").format == "PNG"
     report = json.loads((out_dir / "demo.json").read_text())
     assert report["scene"] == DEMO_SCENE and report["distractor"] and report["prompt"] == PROMPT
-    assert report["target"] == TARGET and report["steps"] == 2 and report["preset"] == "lean" and report["seed"] == 0
+    assert report["target"] == RECOLOURED and report["steps"] == 2 and report["preset"] == "toy" and report["seed"] == 0
+    assert report["recolour"] == dict(noun="circle", source_colour="red", target_colour="green")
     for method in ("nti", "dpl"):
         assert set(report[f"iou_{method}"]) == {"circle", "square"}
         assert all(0 <= v <= 1 for v in report[f"iou_{method}"].values())
