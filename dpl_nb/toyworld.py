@@ -35,10 +35,10 @@ __all__ = ['SHAPES', 'COLOURS', 'SIMILAR', 'TOY_VOCABULARY', 'SIZE', 'MAX_OBJECT
            'scene_images', 'caption_for', 'render_scene', 'random_scene', 'is_distractor', 'toy_tokenizer',
            'toy_models', 'ToyTrainConfig', 'scene_batch', 'tail_slots', 'noun_slots', 'ObjectAttention',
            'save_toy_model', 'train_toy_model', 'sample_images', 'colours_present', 'toy_metadata', 'toymo_set',
-           'scenes_checksum', 'swap_target', 'recolour_target', 'noun_maps', 'attention_iou', 'map_quality',
-           'attention_shares', 'show_noun_maps', 'without_colours', 'select_snapshot', 'snapshot_score',
-           'ship_toy_model', 'ObjectJudge', 'object_crops', 'train_judge', 'judge_accuracy', 'save_judge', 'load_judge',
-           'judge_objects']
+           'scenes_checksum', 'swap_target', 'recolour_target', 'redraw', 'prediction_shift', 'noun_maps',
+           'attention_iou', 'map_quality', 'attention_shares', 'show_noun_maps', 'without_colours', 'select_snapshot',
+           'snapshot_score', 'ship_toy_model', 'ObjectJudge', 'object_crops', 'train_judge', 'judge_accuracy',
+           'save_judge', 'load_judge', 'judge_objects']
 
 # %% ../nbs/09_toyworld.ipynb #ac1e97a3
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
@@ -455,6 +455,39 @@ def recolour_target(scene: Scene) -> tuple[str, str, str, str]:
         raise ValueError(f"the prompt {scene.braced!r} does not name the first object as {phrase!r}; "
                          f"recolour_target needs a caption of the scene (caption_for)")
     return first.shape, first.colour, new, scene.braced.replace(phrase, f"{new} {{{first.shape}}}", 1)
+
+# %% ../nbs/09_toyworld.ipynb #bf2d8a3f
+def redraw(scene: Scene, index: int = 0, seed: int = 0, **changes) -> tuple[Scene, Scene]:
+    "`scene` and its edit (object `index` with `changes`, e.g. `shape='triangle'`) drawn on one background"
+    if not 0 <= index < len(scene.objects):
+        raise ValueError(f"index must name an object of the scene (0 to {len(scene.objects) - 1}), got {index}")
+    edited = list(scene.objects)
+    edited[index] = replace(edited[index], **changes)
+    return (render_scene(list(scene.objects), np.random.default_rng(seed)),
+            render_scene(edited, np.random.default_rng(seed)))
+
+
+@torch.no_grad()
+def prediction_shift(bundle: Bundle, scene: Scene, target_prompt: str,
+                     region: np.ndarray,  # (H, W) bool: where the edit must change the image
+                     timesteps=(25, 100, 200, 300, 400, 500, 600, 700, 800, 900, 980),
+                     guidance: float = 7.5, seed: int = 0) -> np.ndarray:
+    "RMS move of the guided clean-image prediction inside `region` when the scene's prompt becomes `target_prompt`, per noise level"
+    if not np.asarray(region).any():
+        raise ValueError("region is empty: give the (H, W) boolean mask of the pixels the edit must change")
+    latents = bundle.encode(scene_images([scene]))
+    context = encode_prompts(bundle, [scene.braced, target_prompt])
+    inside = F.interpolate(torch.from_numpy(np.asarray(region, dtype=np.float32))[None, None],
+                           size=latents.shape[-2:], mode="area")[0, 0] > 0
+    shifts = []
+    for t in timesteps:
+        a = bundle.scheduler.alphas_cumprod[t].to(latents)
+        noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed * 1009 + int(t))).to(latents)
+        x_t = a.sqrt() * latents + (1 - a).sqrt() * noise
+        source, target = bundle.unet(x_t.expand(2, -1, -1, -1), t, encoder_hidden_states=context).sample.float().chunk(2)
+        moved = guidance * ((1 - a) / a).sqrt().float() * (target - source)[0][:, inside]
+        shifts.append(moved.pow(2).mean().sqrt().item())
+    return np.array(shifts)
 
 # %% ../nbs/09_toyworld.ipynb #ce1c765d
 @torch.no_grad()

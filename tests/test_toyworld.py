@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from dpl_nb.metrics import grow_mask
 from dpl_nb.models import TOY_MODEL, load_bundle
 from dpl_nb.prompts import encode_prompts, parse_prompt
-from dpl_nb.toyworld import (TOY_VOCABULARY, is_distractor, judge_objects, load_judge, random_scene, sample_images,
-                             scenes_checksum, toy_metadata, toymo_set)
+from dpl_nb.toyworld import (TOY_VOCABULARY, is_distractor, judge_objects, load_judge, prediction_shift, random_scene,
+                             redraw, sample_images, scenes_checksum, toy_metadata, toymo_set)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,26 @@ def test_recolour_target_changes_one_colour_word():
         assert new in COLOURS and new not in {o.colour for o in scene.objects}
         assert [(a, b) for a, b in zip(scene.braced.split(), target.split()) if a != b] == [(old, new)]
         assert "{" + noun + "}" in target
+
+
+def test_redraw_changes_one_object_on_one_background():
+    scene = toymo_set()[3]
+    before, after = redraw(scene, 0, colour="white" if scene.objects[0].colour != "white" else "red")
+    changed = np.abs(after.image.astype(int) - before.image).max(-1) > 0
+    assert changed[after.masks[0]].all() and not (changed & ~grow_mask(after.masks[0], 1)).any()  # its pixels only
+    assert before.objects[1] == after.objects[1] and before.objects[0].colour != after.objects[0].colour
+    with pytest.raises(ValueError, match="index must name an object"):
+        redraw(scene, 2, colour="red")
+
+
+def test_prediction_shift_is_seeded_and_checks_its_region(toy):
+    scene = toymo_set()[0]
+    target = scene.braced.replace(scene.objects[0].colour, "white" if scene.objects[0].colour != "white" else "red", 1)
+    a = prediction_shift(toy, scene, target, scene.masks[0], timesteps=(300, 800), seed=1)
+    b = prediction_shift(toy, scene, target, scene.masks[0], timesteps=(300, 800), seed=1)
+    assert a.shape == (2,) and np.array_equal(a, b) and (a > 0).all()
+    with pytest.raises(ValueError, match="region is empty"):
+        prediction_shift(toy, scene, target, np.zeros((32, 32), bool))
 
 
 def test_judge_reads_ground_truth():
