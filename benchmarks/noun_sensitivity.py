@@ -1,12 +1,13 @@
 """How far a swapped word moves the toy model's prediction, per noise level: why a shape swap does not take.
 
-For the first 20 ToyMO-Set scenes, the first object's shape word is swapped (`swap_target`) and, separately, its
-colour word (`recolour_target`). At each of eleven noise levels the scene is noised (seeded) and
+For the first 20 ToyMO-Set scenes (of the model's world), the first object's noun is swapped (`swap_target`: a shape
+in toy world v1, a coat in v2; the key `shape` holds it either way) and, separately, its colour word
+(`recolour_target`). At each of eleven noise levels the scene is noised (seeded) and
 `toyworld.prediction_shift` measures the RMS move of the guided (w = 7.5) clean-image prediction inside the pixels
 the edit must change; `toyworld.redraw` draws the scene and its edit on one background, which gives that region and
 the size of the change the edit needs. Writes benchmarks/results/noun_sensitivity.json (atomically).
 
-    python benchmarks/noun_sensitivity.py [--scenes 20] [--model toy]
+    python benchmarks/noun_sensitivity.py [--scenes 20] [--model toy|FOLDER] [--out FILE]
 """
 import argparse
 import platform
@@ -17,9 +18,8 @@ import torch
 
 import dpl_nb
 from _results import write_result
-from _toymo import benchmark_scenes
 from dpl_nb.models import load_bundle
-from dpl_nb.toyworld import is_distractor, prediction_shift, recolour_target, redraw, swap_target
+from dpl_nb.toyworld import bundle_world, is_distractor, prediction_shift, recolour_target, redraw, swap_target, toymo_set
 
 TIMESTEPS = (25, 100, 200, 300, 400, 500, 600, 700, 800, 900, 980)
 
@@ -28,7 +28,8 @@ def edits(scene) -> dict:
     "The two edits of the first object: target prompt and the changed attribute"
     _, new_shape, shape_prompt = swap_target(scene)
     _, _, new_colour, colour_prompt = recolour_target(scene)
-    return {"shape": (shape_prompt, dict(shape=new_shape)), "colour": (colour_prompt, dict(colour=new_colour))}
+    noun = dict(kind=new_shape) if scene.objects[0].kind else dict(shape=new_shape)  # v2 swaps the coat, v1 the shape
+    return {"shape": (shape_prompt, noun), "colour": (colour_prompt, dict(colour=new_colour))}
 
 
 def measure(bundle, index: int, scene) -> dict:
@@ -46,17 +47,18 @@ def measure(bundle, index: int, scene) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenes", type=int, default=20)
-    parser.add_argument("--model", default="toy")
+    parser.add_argument("--model", default="toy", help="toy (the embedded model) or a toy model folder")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "noun_sensitivity.json"))
     args = parser.parse_args()
     bundle = load_bundle(args.model)
+    world = bundle_world(bundle)
     records = []
-    for index, scene in benchmark_scenes(args.scenes):
+    for index, scene in enumerate(toymo_set(world=world)[:args.scenes]):
         records.append(measure(bundle, index, scene))
         r = records[-1]
         print(f"scene {index:2d}: shape {np.round(r['shape']['shift'], 3)} (needs {r['shape']['needed']:.2f}) "
               f"colour {np.round(r['colour']['shift'], 3)} (needs {r['colour']['needed']:.2f})", flush=True)
-    result = {"benchmark": "noun_sensitivity", "model": bundle.model_id, "scenes": len(records), "guidance_scale": 7.5,
+    result = {"benchmark": "noun_sensitivity", "model": bundle.model_id, "world": world, "scenes": len(records), "guidance_scale": 7.5,
               "timesteps": list(TIMESTEPS)}
     for kind in ("shape", "colour"):
         shift = np.mean([r[kind]["shift"] for r in records], 0)

@@ -18,7 +18,7 @@ from skimage.metrics import structural_similarity
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor, CLIPModel
 
 from .models import _hub_offline, _hub_reachable, _looks_like_path
-from .toyworld import COLOURS, SHAPES, Scene, judge_objects
+from .toyworld import COLOURS, WORLDS, Scene, judge_objects
 
 # %% auto #0
 __all__ = ['THRESHOLDS', 'attention_iou', 'word_ious', 'mse', 'psnr', 'ssim', 'grow_mask', 'background_preservation', 'load_dino',
@@ -313,7 +313,7 @@ def clip_score(clip: tuple,  # (model, processor) from load_clip
 
 # %% ../nbs/10_metrics.ipynb #f008a9cb
 def _judged(judge, image, scene: Scene, index: int) -> tuple[str, str]:
-    "(shape, colour) the judge sees in `image` where object `index` of `scene` is"
+    "(noun, colour) the judge sees in `image` where object `index` of `scene` is"
     if not 0 <= index < len(scene.objects):
         raise ValueError(f"index must name an object of the scene (0 to {len(scene.objects) - 1}), got {index}")
     pixels = _pixels(image, "image")
@@ -328,19 +328,20 @@ def edit_success(judge,  # the toy object judge (toyworld.load_judge)
                  image,  # the edited image: PIL or uint8 (H, W, 3), the scene's size
                  scene: Scene,  # the scene the edit started from
                  index: int,  # the object the edit was asked to change
-                 new_shape: str | None = None,  # the shape it was asked to become (a shape word swapped)
+                 new_shape: str | None = None,  # the noun it was asked to become (a shape, or in toy world v2 a coat)
                  new_colour: str | None = None,  # the colour it was asked to become (a colour word swapped)
                  ) -> bool:
     "Whether the judge sees what the edit asked for (`new_shape`, `new_colour` or both) where object `index` was"
     if new_shape is None and new_colour is None:
         raise ValueError("give new_shape, new_colour or both: say what the edit asked object index to become")
-    if new_shape is not None and new_shape not in SHAPES:
-        raise ValueError(f"new_shape must be one of {SHAPES}, got {new_shape!r}")
+    nouns = WORLDS[judge.world].nouns
+    if new_shape is not None and new_shape not in nouns:
+        raise ValueError(f"new_shape must be one of {nouns}, got {new_shape!r}")
     if new_colour is not None and new_colour not in COLOURS:
         raise ValueError(f"new_colour must be one of {tuple(COLOURS)}, got {new_colour!r}")
     if 0 <= index < len(scene.objects):
         o = scene.objects[index]
-        if new_shape == o.shape:
+        if new_shape == o.noun:
             raise ValueError(f"object {index} is already a {new_shape}; an edit must ask for another shape")
         if new_colour == o.colour:
             raise ValueError(f"object {index} is already {new_colour}; an edit must ask for another colour")
@@ -353,6 +354,6 @@ def distractor_preserved(judge,  # the toy object judge (toyworld.load_judge)
                          scene: Scene,  # the scene the edit started from
                          index: int,  # an object the edit was NOT asked to change
                          ) -> bool:
-    "Whether the judge still sees object `index`'s true shape and colour where it was"
+    "Whether the judge still sees object `index`'s true noun (shape or coat) and colour where it was"
     seen = _judged(judge, image, scene, index)
-    return seen == (scene.objects[index].shape, scene.objects[index].colour)
+    return seen == (scene.objects[index].noun, scene.objects[index].colour)

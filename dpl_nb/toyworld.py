@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from diffusers.training_utils import EMAModel
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -31,14 +32,15 @@ from .losses import attention_balancing
 from .prompts import encode_prompts, parse_prompt
 
 # %% auto #0
-__all__ = ['SHAPES', 'COLOURS', 'SIMILAR', 'TOY_VOCABULARY', 'SIZE', 'MAX_OBJECTS', 'shape_coverage', 'ToyObject', 'Scene',
-           'scene_images', 'caption_for', 'render_scene', 'random_scene', 'is_distractor', 'toy_tokenizer',
-           'toy_models', 'ToyTrainConfig', 'scene_batch', 'tail_slots', 'noun_slots', 'ObjectAttention',
-           'save_toy_model', 'train_toy_model', 'sample_images', 'colours_present', 'toy_metadata', 'toymo_set',
+__all__ = ['SHAPES', 'COLOURS', 'SIMILAR', 'TOY_VOCABULARY', 'SIZE', 'MAX_OBJECTS', 'KINDS', 'SIMILAR_KINDS', 'OUTLINES', 'DARK',
+           'WORLDS', 'World', 'get_world', 'shape_coverage', 'coat_pattern', 'ToyObject', 'Scene', 'scene_images',
+           'caption_for', 'render_scene', 'random_scene', 'is_distractor', 'toy_tokenizer', 'toy_models',
+           'ToyTrainConfig', 'scene_batch', 'tail_slots', 'noun_slots', 'ObjectAttention', 'save_toy_model',
+           'train_toy_model', 'sample_images', 'colours_present', 'toy_metadata', 'bundle_world', 'toymo_set',
            'scenes_checksum', 'swap_target', 'recolour_target', 'redraw', 'prediction_shift', 'noun_maps',
-           'attention_iou', 'map_quality', 'attention_shares', 'show_noun_maps', 'without_colours', 'select_snapshot',
-           'snapshot_score', 'ship_toy_model', 'ObjectJudge', 'object_crops', 'train_judge', 'judge_accuracy',
-           'save_judge', 'load_judge', 'judge_objects']
+           'attention_iou', 'map_quality', 'attention_shares', 'show_noun_maps', 'without_colours', 'run_world',
+           'select_snapshot', 'snapshot_score', 'ship_toy_model', 'ObjectJudge', 'object_crops', 'train_judge',
+           'judge_accuracy', 'save_judge', 'load_judge', 'judge_objects']
 
 # %% ../nbs/09_toyworld.ipynb #ac1e97a3
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
@@ -48,6 +50,36 @@ SIMILAR = {"circle": "ring", "ring": "circle", "square": "diamond", "diamond": "
 TOY_VOCABULARY = ("a", "and", ",") + SHAPES + tuple(COLOURS)
 SIZE = 32  # scenes are SIZE x SIZE RGB
 MAX_OBJECTS = 3  # a scene holds one to MAX_OBJECTS objects
+# toy world v2: the noun names an object's coat, drawn in its colour on an outline the caption never names
+KINDS = ("cat", "tiger", "zebra", "leopard", "giraffe", "panda")
+SIMILAR_KINDS = {"tiger": "zebra", "zebra": "tiger", "leopard": "giraffe", "giraffe": "leopard"}
+OUTLINES = ("circle", "square", "diamond")
+DARK = 0.35  # a coat's dark tone: the object's colour times DARK
+
+
+@dataclass(frozen=True)
+class World:
+    "A toy world: the nouns its captions name, their look-alike pairs, the smallest radius, whether nouns name coats"
+    name: str
+    nouns: tuple[str, ...]
+    similar: dict
+    r_min: float
+    coats: bool  # True: a noun names a coat (v2) on a random outline; False: a noun names the outline (v1)
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]: return ("a", "and", ",") + self.nouns + tuple(COLOURS)
+
+
+WORLDS = {"shapes": World("shapes", SHAPES, SIMILAR, 4.5, False), "coats": World("coats", KINDS, SIMILAR_KINDS, 5.5, True)}
+
+
+def get_world(world: str | World) -> World:
+    "The `World` named `world` ('shapes': v1, 'coats': v2)"
+    if isinstance(world, World):
+        return world
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {tuple(WORLDS)}, got {world!r}")
+    return WORLDS[world]
 
 # %% ../nbs/09_toyworld.ipynb #39c350e7
 def shape_coverage(shape: str, cx: float, cy: float, radius: float, size: int = SIZE,
@@ -73,15 +105,45 @@ def shape_coverage(shape: str, cx: float, cy: float, radius: float, size: int = 
         raise ValueError(f"unknown shape {shape!r}; choose one of {SHAPES}")
     return inside.reshape(size, supersample, size, supersample).mean((1, 3))
 
+
+def coat_pattern(kind: str, cx: float, cy: float, phase: float = 0.0, size: int = SIZE,
+                 supersample: int = 4) -> np.ndarray:
+    "Share of each pixel in the dark tone of coat `kind` (0: the object's colour, 1: dark) for an object centred at (cx, cy)"
+    n = size * supersample
+    coords = (np.arange(n) + 0.5) / supersample
+    x, y = np.broadcast_arrays(coords[None, :] - cx + phase, coords[:, None] - cy + phase)
+    if kind == "cat":  # plain
+        dark = np.zeros_like(x, dtype=bool)
+    elif kind == "tiger":  # vertical stripes, 4 px apart
+        dark = x % 4.0 < 2.0
+    elif kind == "zebra":  # horizontal stripes, 4 px apart
+        dark = y % 4.0 < 2.0
+    elif kind == "leopard":  # spots on a 4 px grid
+        dark = (x % 4.0 - 2.0) ** 2 + (y % 4.0 - 2.0) ** 2 <= 1.1 ** 2
+    elif kind == "giraffe":  # 3 px checks
+        dark = (np.floor(x / 3.0) + np.floor(y / 3.0)) % 2 == 0
+    elif kind == "panda":  # dark left half
+        dark = x - phase < 0
+    else:
+        raise ValueError(f"unknown coat {kind!r}; choose one of {KINDS}")
+    return dark.reshape(size, supersample, size, supersample).mean((1, 3))
+
 # %% ../nbs/09_toyworld.ipynb #aabbe500
 @dataclass
 class ToyObject:
-    "One object of a toy scene: shape, colour, centre (x, y) and radius in pixels"
+    "One object of a toy scene: shape (its outline), colour, centre (x, y), radius in pixels; in v2 also its coat"
     shape: str
     colour: str
     cx: float
     cy: float
     radius: float
+    kind: str | None = None  # v2: the coat (one of KINDS) the caption names; None: the caption names the shape (v1)
+    phase: float = 0.0  # v2: offset of the coat's pattern in pixels
+
+    @property
+    def noun(self) -> str:
+        "The word the caption names this object by"
+        return self.kind or self.shape
 
 
 @dataclass
@@ -103,8 +165,8 @@ def scene_images(scenes: list[Scene]) -> torch.Tensor:
 
 
 def caption_for(objects: list[ToyObject], with_colour: bool = True) -> tuple[str, str]:
-    "Caption of `objects` ('a red circle and a blue square') and the same with braces on the shape nouns"
-    phrases = [(f"a {o.colour} " if with_colour else "a ", o.shape) for o in objects]
+    "Caption of `objects` ('a red circle and a blue square') and the same with braces on the nouns"
+    phrases = [(f"a {o.colour} " if with_colour else "a ", o.noun) for o in objects]
     join = lambda parts: parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return join([p + s for p, s in phrases]), join([p + "{" + s + "}" for p, s in phrases])
 
@@ -117,24 +179,25 @@ def _background(rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
     return np.clip(level + tint[None, None] + gradient[..., None] + rng.normal(0, 0.02, (size, size, 3)), 0, 1)
 
 
-def _pick_objects(rng: np.random.Generator, n: int, p_same_colour: float, p_similar: float) -> list[tuple[str, str]]:
+def _pick_objects(rng: np.random.Generator, n: int, p_same_colour: float, p_similar: float,
+                  world: World = WORLDS["shapes"]) -> list[tuple[str, str]]:
     picked = []
     for _ in range(n):
-        shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
+        shape, colour = rng.choice(world.nouns), rng.choice(list(COLOURS))
         if picked and rng.random() < p_same_colour:
             colour = picked[rng.integers(len(picked))][1]
         if picked and rng.random() < p_similar:
-            shape = SIMILAR.get(picked[rng.integers(len(picked))][0], shape)
+            shape = world.similar.get(picked[rng.integers(len(picked))][0], shape)
         picked.append((str(shape), str(colour)))
     return picked
 
 
-def _place(rng: np.random.Generator, n: int, size: int = SIZE) -> list[tuple[float, float, float]]:
+def _place(rng: np.random.Generator, n: int, size: int = SIZE, r_min: float = 4.5) -> list[tuple[float, float, float]]:
     r_max = 8.0 if n < 3 else 6.5
     for _ in range(100):
         placed = []
         for _ in range(n):
-            r = rng.uniform(4.5, r_max)
+            r = rng.uniform(r_min, r_max)
             for _ in range(30):
                 cx, cy = rng.uniform(r + 0.5, size - r - 0.5, 2)
                 if all(np.hypot(cx - x, cy - y) > r + q + 1.5 for x, y, q in placed):
@@ -150,31 +213,49 @@ def render_scene(objects: list[ToyObject], rng: np.random.Generator, with_colour
     image, masks = _background(rng), []
     for o in objects:
         cover = shape_coverage(o.shape, o.cx, o.cy, o.radius)[..., None]
-        image = image * (1 - cover) + np.array(COLOURS[o.colour]) / 255 * cover
+        paint = np.array(COLOURS[o.colour]) / 255
+        if o.kind is not None:  # v2: the coat darkens the colour where its pattern is
+            paint = paint * (1 - (1 - DARK) * coat_pattern(o.kind, o.cx, o.cy, o.phase)[..., None])
+        image = image * (1 - cover) + paint * cover
         masks.append(cover[..., 0] >= 0.5)
     caption, braced = caption_for(objects, with_colour)
     return Scene((image * 255).round().astype(np.uint8), np.stack(masks), objects, caption, braced)
 
 
+def _objects(rng: np.random.Generator, world: World, kinds: list[tuple[str, str]]) -> list[ToyObject]:
+    "Place objects of the given (noun, colour); in a coat world each also draws a random outline and pattern phase"
+    placed = _place(rng, len(kinds), r_min=world.r_min)
+    if not world.coats:
+        return [ToyObject(s, c, cx, cy, r) for (s, c), (cx, cy, r) in zip(kinds, placed)]
+    return [ToyObject(str(rng.choice(OUTLINES)), c, cx, cy, r, kind=k, phase=float(rng.uniform(0, 4)))
+            for (k, c), (cx, cy, r) in zip(kinds, placed)]
+
+
 def random_scene(rng: np.random.Generator, n_objects: int | None = None, p_same_colour: float = 0.25,
-                 p_similar: float = 0.2, p_colour_words: float = 0.65) -> Scene:
-    "A random scene of 1-3 objects (25/55/20%) with distractors (shared colours, similar shapes)"
+                 p_similar: float = 0.2, p_colour_words: float = 0.65,
+                 world: str | World = "shapes",  # "shapes" (v1: nouns name shapes) or "coats" (v2: nouns name coats)
+                 ) -> Scene:
+    "A random scene of 1-3 objects (25/55/20%) with distractors (shared colours, similar nouns)"
+    world = get_world(world)
     n = n_objects or int(rng.choice([1, 2, 3], p=[0.25, 0.55, 0.20]))
-    kinds = _pick_objects(rng, n, p_same_colour, p_similar)
-    objects = [ToyObject(s, c, cx, cy, r) for (s, c), (cx, cy, r) in zip(kinds, _place(rng, n))]
+    objects = _objects(rng, world, _pick_objects(rng, n, p_same_colour, p_similar, world))
     return render_scene(objects, rng, with_colour=bool(rng.random() < p_colour_words))
 
 
+def _similar(noun: str) -> str | None:
+    return SIMILAR.get(noun) or SIMILAR_KINDS.get(noun)
+
+
 def is_distractor(scene: Scene) -> bool:
-    "Whether two objects share a colour or have the same or similar shapes (circle/ring, square/diamond)"
+    "Whether two objects share a colour or have the same or similar nouns (circle/ring, square/diamond; tiger/zebra, leopard/giraffe)"
     objs = scene.objects
-    return any(a.colour == b.colour or a.shape == b.shape or SIMILAR.get(a.shape) == b.shape
+    return any(a.colour == b.colour or a.noun == b.noun or _similar(a.noun) == b.noun
                for i, a in enumerate(objs) for b in objs[i + 1:])
 
 # %% ../nbs/09_toyworld.ipynb #9740690c
-def toy_tokenizer() -> CLIPTokenizer:
-    "CLIP BPE tokenizer in which every word of the toy vocabulary is one token"
-    return clip_bpe_tokenizer(TOY_VOCABULARY)
+def toy_tokenizer(world: str | World = "shapes") -> CLIPTokenizer:
+    "CLIP BPE tokenizer in which every word of the toy world's vocabulary is one token"
+    return clip_bpe_tokenizer(get_world(world).vocabulary)
 
 # %% ../nbs/09_toyworld.ipynb #97203ddd
 def toy_models(tokenizer: CLIPTokenizer, seed: int = 0,
@@ -215,6 +296,7 @@ class ToyTrainConfig:
     object_attention: float = 0.1  # weight of the localisation loss of nouns on their objects (scenes without look-alikes)
     checkpoint_every: int = 50
     snapshot_every: int = 250
+    world: str = "shapes"  # the toy world of the scenes (WORLDS): "shapes" (v1) or "coats" (v2)
 
 
 def scene_batch(seed: int, step: int, batch_size: int, p_empty: float = 0.0, **scene_kw
@@ -237,8 +319,9 @@ def tail_slots(ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
 
 
 def noun_slots(ids: torch.Tensor, tokenizer: CLIPTokenizer, objects: int = MAX_OBJECTS) -> torch.Tensor:
-    "`(B, objects)` token position of each object's shape word (captions name objects in order); -1 where none"
-    shape_ids = torch.tensor(tokenizer.convert_tokens_to_ids([s + "</w>" for s in SHAPES]), device=ids.device)
+    "`(B, objects)` token position of each object's noun (captions name objects in order); -1 where none"
+    known = tokenizer.get_vocab()
+    shape_ids = torch.tensor([known[s + "</w>"] for s in SHAPES + KINDS if s + "</w>" in known], device=ids.device)
     slots = torch.full((len(ids), objects), -1, dtype=torch.long, device=ids.device)
     for row, found in enumerate(torch.isin(ids, shape_ids)):
         where = found.nonzero()[:objects, 0]
@@ -278,7 +361,7 @@ def _atomic_torch_save(obj, path: Path):
     os.replace(tmp, path)
 
 
-def save_toy_model(folder, unet, text_encoder, tokenizer, meta: dict):
+def save_toy_model(folder, unet, text_encoder, tokenizer, meta: dict, world: str | World = "shapes"):
     "Write a toy model folder (diffusers layout, fp16 safetensors, `dpl_nb.json` metadata) atomically"
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
@@ -287,7 +370,7 @@ def save_toy_model(folder, unet, text_encoder, tokenizer, meta: dict):
     copy.deepcopy(text_encoder).to(torch.float16).save_pretrained(tmp / "text_encoder")
     tokenizer.save_pretrained(tmp / "tokenizer")
     sd_scheduler().save_pretrained(tmp / "scheduler")
-    (tmp / "dpl_nb.json").write_text(json.dumps({"vocabulary": list(TOY_VOCABULARY), **meta}, indent=1))
+    (tmp / "dpl_nb.json").write_text(json.dumps({"vocabulary": list(get_world(world).vocabulary), **meta}, indent=1))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
 
@@ -307,7 +390,7 @@ class _StepBatches(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         c = self.config
         return scene_batch(c.seed, self.start + i, c.batch_size, c.p_empty, p_same_colour=c.p_same_colour,
-                           p_similar=c.p_similar, p_colour_words=c.p_colour_words)
+                           p_similar=c.p_similar, p_colour_words=c.p_colour_words, world=c.world)
 
 
 def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: str | None = None,
@@ -317,7 +400,7 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
     "Train the toy model in `run_dir`, resuming from its checkpoint; writes log.jsonl and EMA snapshots"
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = toy_tokenizer()
+    tokenizer = toy_tokenizer(config.world)
     unet, text_encoder = toy_models(tokenizer, config.seed, config.channels, config.layers_per_block)
     unet.to(device).train(); text_encoder.to(device).train()
     params = list(unet.parameters()) + list(text_encoder.parameters())
@@ -372,7 +455,7 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
             ema_unet, ema_text = toy_models(tokenizer, config.seed, config.channels, config.layers_per_block)
             ema.copy_to(list(ema_unet.parameters()) + list(ema_text.parameters()))
             save_toy_model(run_dir / "snapshots" / f"step_{done:06d}", ema_unet, ema_text, tokenizer,
-                           {"step": done, "config": asdict(config)})
+                           {"step": done, "config": asdict(config)}, config.world)
         if done % config.checkpoint_every == 0 or done == end:
             _atomic_torch_save({"step": done, "config": asdict(config), "unet": unet.state_dict(),
                                 "text_encoder": text_encoder.state_dict(), "optimizer": optimizer.state_dict(),
@@ -407,25 +490,37 @@ def toy_metadata() -> dict:
     "Training config, step, seed and selection scores of the shipped toy model"
     return json.loads((TOY_MODEL / "dpl_nb.json").read_text())
 
+
+def bundle_world(bundle: Bundle) -> str:
+    "The toy world ('shapes' or 'coats') whose vocabulary a toy model knows"
+    for name, world in WORLDS.items():
+        if bundle.vocabulary is not None and set(world.nouns) <= set(bundle.vocabulary):
+            return name
+    raise ValueError(f"{bundle.model_id!r} is not a toy model of a known world (its vocabulary: {bundle.vocabulary}); "
+                     f"load one with load_bundle('toy') or a folder written by train_toy_model")
+
 # %% ../nbs/09_toyworld.ipynb #5b371906
-def toymo_set(seed: int = 2023, n: int = 100) -> list[Scene]:
+def toymo_set(seed: int = 2023, n: int = 100,
+              world: str | World = "shapes",  # "shapes" (v1) or "coats" (v2)
+              ) -> list[Scene]:
     "ToyMO-Set: `n` seeded two-object scenes with masks and braced captions; 40% distractor cases"
+    world = get_world(world)
+    nouns, similar = world.nouns, world.similar
     rng, scenes = np.random.default_rng(seed), []
     for i in range(n):
         distractor = i % 5 < 2
-        if distractor and rng.random() < 0.5:  # similar shapes, any colours
-            first = str(rng.choice(list(SIMILAR)))
-            kinds = [(first, str(rng.choice(list(COLOURS)))), (SIMILAR[first], str(rng.choice(list(COLOURS))))]
-        elif distractor:  # same colour, different shapes
-            colour, (s1, s2) = str(rng.choice(list(COLOURS))), rng.choice(SHAPES, 2, replace=False)
+        if distractor and rng.random() < 0.5:  # similar nouns, any colours
+            first = str(rng.choice(list(similar)))
+            kinds = [(first, str(rng.choice(list(COLOURS)))), (similar[first], str(rng.choice(list(COLOURS))))]
+        elif distractor:  # same colour, different nouns
+            colour, (s1, s2) = str(rng.choice(list(COLOURS))), rng.choice(nouns, 2, replace=False)
             kinds = [(str(s1), colour), (str(s2), colour)]
-        else:  # different colours, unrelated shapes
-            s1 = str(rng.choice(SHAPES))
-            s2 = str(rng.choice([s for s in SHAPES if s not in (s1, SIMILAR.get(s1))]))
+        else:  # different colours, unrelated nouns
+            s1 = str(rng.choice(nouns))
+            s2 = str(rng.choice([s for s in nouns if s not in (s1, similar.get(s1))]))
             c1, c2 = (str(c) for c in rng.choice(list(COLOURS), 2, replace=False))
             kinds = [(s1, c1), (s2, c2)]
-        objects = [ToyObject(s, c, cx, cy, r) for (s, c), (cx, cy, r) in zip(kinds, _place(rng, 2))]
-        scenes.append(render_scene(objects, rng, with_colour=True))
+        scenes.append(render_scene(_objects(rng, world, kinds), rng, with_colour=True))
     return scenes
 
 
@@ -438,10 +533,11 @@ def scenes_checksum(scenes: list[Scene]) -> str:
 
 # %% ../nbs/09_toyworld.ipynb #87b654ba
 def swap_target(scene: Scene) -> tuple[str, str, str]:
-    "The word swap the experiments make: (old shape, new shape, target prompt) for the first object"
-    old, other = scene.objects[0].shape, scene.objects[1].shape
-    new = next(s for s in SHAPES[SHAPES.index(old) + 1:] + SHAPES
-               if s not in (old, other, SIMILAR.get(old), SIMILAR.get(other)))
+    "The noun swap the experiments make: (old noun, new noun, target prompt) for the first object"
+    old, other = scene.objects[0].noun, scene.objects[1].noun
+    nouns = KINDS if scene.objects[0].kind else SHAPES
+    new = next(s for s in nouns[nouns.index(old) + 1:] + nouns
+               if s not in (old, other, _similar(old), _similar(other)))
     return old, new, scene.braced.replace("{" + old + "}", "{" + new + "}", 1)
 
 # %% ../nbs/09_toyworld.ipynb #966ab430
@@ -450,11 +546,11 @@ def recolour_target(scene: Scene) -> tuple[str, str, str, str]:
     first, other = scene.objects[0], scene.objects[1]
     names = list(COLOURS)
     new = next(c for c in names[names.index(first.colour) + 1:] + names if c not in (first.colour, other.colour))
-    phrase = f"{first.colour} {{{first.shape}}}"
+    phrase = f"{first.colour} {{{first.noun}}}"
     if phrase not in scene.braced:
         raise ValueError(f"the prompt {scene.braced!r} does not name the first object as {phrase!r}; "
                          f"recolour_target needs a caption of the scene (caption_for)")
-    return first.shape, first.colour, new, scene.braced.replace(phrase, f"{new} {{{first.shape}}}", 1)
+    return first.noun, first.colour, new, scene.braced.replace(phrase, f"{new} {{{first.noun}}}", 1)
 
 # %% ../nbs/09_toyworld.ipynb #bf2d8a3f
 def redraw(scene: Scene, index: int = 0, seed: int = 0, **changes) -> tuple[Scene, Scene]:
@@ -592,10 +688,18 @@ def without_colours(scene: Scene) -> Scene:
     return replace(scene, caption=caption, braced=braced)
 
 # %% ../nbs/09_toyworld.ipynb #0cb76a92
+def run_world(run_dir) -> str:
+    "The toy world a training run's snapshots were trained on (runs from before v2: 'shapes')"
+    snapshots = sorted((Path(run_dir) / "snapshots").glob("step_*"))
+    if not snapshots:
+        raise FileNotFoundError(f"{run_dir} has no snapshots/step_*; train with train_toy_model first")
+    return json.loads((snapshots[0] / "dpl_nb.json").read_text())["config"].get("world", "shapes")
+
+
 def select_snapshot(run_dir, validation: list[Scene] | None = None) -> list[dict]:
     "Score every EMA snapshot of a training run by noun-map quality on `validation` (default: 60 scenes, seed 7), with and without colour words"
     from dpl_nb.models import load_bundle
-    validation = validation or toymo_set(seed=7, n=60)
+    validation = validation or toymo_set(seed=7, n=60, world=run_world(run_dir))
     shape_words = [without_colours(s) for s in validation]
     scores = []
     for folder in sorted((Path(run_dir) / "snapshots").glob("step_*")):
@@ -621,7 +725,7 @@ def ship_toy_model(run_dir, dest=TOY_MODEL) -> dict:
     meta = json.loads((tmp / "dpl_nb.json").read_text())
     meta.update(selection={"by": "mean of validation noun_iou, noun_pointing and noun_pointing_shape_words (60 scenes, seed 7)",
                            "chosen": chosen, "snapshots": scores},
-                toymo_sha256=scenes_checksum(toymo_set()))
+                toymo_sha256=scenes_checksum(toymo_set(world=run_world(run_dir))))
     (tmp / "dpl_nb.json").write_text(json.dumps(meta, indent=1))
     shutil.copy(Path(run_dir) / "log.jsonl", tmp / "log.jsonl")
     judge = Path(dest) / "judge"
@@ -633,14 +737,15 @@ def ship_toy_model(run_dir, dest=TOY_MODEL) -> dict:
 
 # %% ../nbs/09_toyworld.ipynb #25cca54b
 class ObjectJudge(torch.nn.Module):
-    "Small CNN: a 16x16 crop around an object -> shape logits (6) and colour logits (6)"
-    def __init__(self):
+    "Small CNN: a 16x16 crop around an object -> noun logits (a shape or a coat) and colour logits"
+    def __init__(self, world: str | World = "shapes"):
         super().__init__()
+        self.world = get_world(world).name
         conv = lambda i, o: torch.nn.Sequential(torch.nn.Conv2d(i, o, 3, padding=1), torch.nn.ReLU())
         self.features = torch.nn.Sequential(conv(3, 32), conv(32, 32), torch.nn.MaxPool2d(2), conv(32, 64),
                                             torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(1024, 128),
                                             torch.nn.ReLU())
-        self.shape_head, self.colour_head = torch.nn.Linear(128, len(SHAPES)), torch.nn.Linear(128, len(COLOURS))
+        self.shape_head, self.colour_head = torch.nn.Linear(128, len(WORLDS[self.world].nouns)), torch.nn.Linear(128, len(COLOURS))
 
     def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(crops)
@@ -656,21 +761,22 @@ def object_crops(image, centres, size: int = 16) -> torch.Tensor:
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
 
 
-def _judge_data(rng: np.random.Generator, n_scenes: int):
-    scenes = [random_scene(rng) for _ in range(n_scenes)]
+def _judge_data(rng: np.random.Generator, n_scenes: int, world: str = "shapes"):
+    scenes = [random_scene(rng, world=world) for _ in range(n_scenes)]
     crops = torch.cat([object_crops(s.image, [(o.cx, o.cy) for o in s.objects]) for s in scenes])
-    shapes = torch.tensor([SHAPES.index(o.shape) for s in scenes for o in s.objects])
+    shapes = torch.tensor([WORLDS[world].nouns.index(o.noun) for s in scenes for o in s.objects])
     colours = torch.tensor([list(COLOURS).index(o.colour) for s in scenes for o in s.objects])
     return crops, shapes, colours
 
 
-def train_judge(steps: int = 600, batch_size: int = 128, seed: int = 0, progress: bool = True) -> ObjectJudge:
-    "Train the judge on ground-truth crops of random scenes (seeded)"
+def train_judge(steps: int = 600, batch_size: int = 128, seed: int = 0, progress: bool = True,
+                world: str | World = "shapes") -> ObjectJudge:
+    "Train the judge on ground-truth crops of random scenes of `world` (seeded)"
     torch.manual_seed(seed)
-    judge, rng = ObjectJudge(), np.random.default_rng([seed, 99])
+    judge, rng = ObjectJudge(world), np.random.default_rng([seed, 99])
     optimizer = torch.optim.AdamW(judge.parameters(), lr=2e-3)
     for _ in tqdm(range(steps), disable=not progress, desc="training judge"):
-        crops, shapes, colours = _judge_data(rng, batch_size // 2)
+        crops, shapes, colours = _judge_data(rng, batch_size // 2, judge.world)
         crops = crops + 0.05 * torch.randn(crops.shape, generator=torch.Generator().manual_seed(int(rng.integers(1 << 30))))
         shape_logits, colour_logits = judge(crops)
         loss = F.cross_entropy(shape_logits, shapes) + F.cross_entropy(colour_logits, colours)
@@ -680,8 +786,8 @@ def train_judge(steps: int = 600, batch_size: int = 128, seed: int = 0, progress
 
 @torch.no_grad()
 def judge_accuracy(judge: ObjectJudge, seed: int = 12345, n_scenes: int = 300) -> dict:
-    "Shape, colour and joint accuracy of `judge` on crops of held-out scenes"
-    crops, shapes, colours = _judge_data(np.random.default_rng([seed, 7]), n_scenes)
+    "Noun (`shape`: a shape or a coat), colour and joint accuracy of `judge` on crops of held-out scenes"
+    crops, shapes, colours = _judge_data(np.random.default_rng([seed, 7]), n_scenes, judge.world)
     shape_logits, colour_logits = judge(crops)
     shape_ok, colour_ok = shape_logits.argmax(1) == shapes, colour_logits.argmax(1) == colours
     return {"shape": shape_ok.float().mean().item(), "colour": colour_ok.float().mean().item(),
@@ -689,22 +795,26 @@ def judge_accuracy(judge: ObjectJudge, seed: int = 12345, n_scenes: int = 300) -
 
 
 def save_judge(judge: ObjectJudge, folder=TOY_MODEL / "judge"):
-    "Write the judge's weights (safetensors) atomically"
+    "Write the judge's weights (safetensors, with its world in the metadata) atomically"
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / "judge.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in judge.state_dict().items()}, str(tmp))
+    save_file({k: v.contiguous() for k, v in judge.state_dict().items()}, str(tmp), metadata={"world": judge.world})
     os.replace(tmp, folder / "judge.safetensors")
 
 
 def load_judge(folder=TOY_MODEL / "judge") -> ObjectJudge:
     "The shipped judge of object crops"
-    judge = ObjectJudge()
-    judge.load_state_dict(load_file(str(Path(folder) / "judge.safetensors")))
+    path = str(Path(folder) / "judge.safetensors")
+    with safe_open(path, "pt") as f:
+        world = (f.metadata() or {}).get("world", "shapes")  # judges saved before v2 judge shapes
+    judge = ObjectJudge(world)
+    judge.load_state_dict(load_file(path))
     return judge.eval().requires_grad_(False)
 
 
 @torch.no_grad()
 def judge_objects(judge: ObjectJudge, image, centres) -> list[tuple[str, str]]:
-    "The (shape, colour) the judge sees at each centre of an RGB image"
+    "The (noun, colour) the judge sees at each centre of an RGB image"
     shape_logits, colour_logits = judge(object_crops(image, centres))
-    return [(SHAPES[s], list(COLOURS)[c]) for s, c in zip(shape_logits.argmax(1).tolist(), colour_logits.argmax(1).tolist())]
+    nouns = WORLDS[judge.world].nouns
+    return [(nouns[s], list(COLOURS)[c]) for s, c in zip(shape_logits.argmax(1).tolist(), colour_logits.argmax(1).tolist())]

@@ -75,6 +75,40 @@ def test_prediction_shift_is_seeded_and_checks_its_region(toy):
         prediction_shift(toy, scene, target, np.zeros((32, 32), bool))
 
 
+def test_world_v2_coats_swap_in_place():
+    from dpl_nb.toyworld import KINDS, ToyObject, WORLDS, coat_pattern, render_scene, swap_target
+    scenes = toymo_set(world="coats")
+    assert len(scenes) == 100 and sum(map(is_distractor, scenes)) == 40
+    assert scenes_checksum(scenes) != scenes_checksum(toymo_set())            # a world of its own...
+    assert toymo_set()[0].braced.split()[-1].strip("{}") not in KINDS
+    for scene in scenes[:20]:
+        old, new, target = swap_target(scene)
+        assert old == scene.objects[0].kind and new in KINDS and f"{{{new}}}" in target
+        before, after = redraw(scene, 0, kind=new)
+        assert (before.masks == after.masks).all()                             # ...whose swaps keep the outline
+    tabby = render_scene([ToyObject("square", "red", 16, 16, 8, kind="tiger", phase=0.5)], np.random.default_rng(0))
+    assert tabby.caption == "a red tiger" and len(np.unique(tabby.image[tabby.masks[0]].reshape(-1, 3), axis=0)) > 1
+    assert WORLDS["coats"].vocabulary[3:9] == KINDS
+    with pytest.raises(ValueError, match="world must be one of"):
+        toymo_set(world="dogs")
+    with pytest.raises(ValueError, match="unknown coat"):
+        coat_pattern("dog", 16, 16)
+
+
+def test_judges_know_their_world(tmp_path, toy):
+    from dpl_nb.models import tiny_bundle
+    from dpl_nb.toyworld import bundle_world, save_judge, train_judge
+    assert load_judge().world == "shapes" and bundle_world(toy) == "shapes"
+    judge = train_judge(steps=2, progress=False, world="coats")
+    save_judge(judge, tmp_path)
+    assert load_judge(tmp_path).world == "coats"
+    scene = toymo_set(world="coats")[0]
+    nouns = [noun for noun, _ in judge_objects(load_judge(tmp_path), scene.image, [(o.cx, o.cy) for o in scene.objects])]
+    assert all(n in ("cat", "tiger", "zebra", "leopard", "giraffe", "panda") for n in nouns)
+    with pytest.raises(ValueError, match="not a toy model of a known world"):
+        bundle_world(tiny_bundle())
+
+
 def test_judge_reads_ground_truth():
     judge = load_judge()
     rng = np.random.default_rng(321)

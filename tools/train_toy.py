@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from dpl_nb.models import TOY_MODEL
-from dpl_nb.toyworld import ToyTrainConfig, judge_accuracy, save_judge, ship_toy_model, train_judge, train_toy_model
+from dpl_nb.toyworld import (WORLDS, ToyTrainConfig, judge_accuracy, save_judge, ship_toy_model, train_judge,
+                             train_toy_model)
 
 
 def fitted_steps(run_dir, config: ToyTrainConfig, minutes: float, workers: int) -> int:
@@ -50,6 +51,8 @@ def main():
     parser.add_argument("--p-colour-words", type=float, default=ToyTrainConfig.p_colour_words,
                         help="share of training captions that name colours")
     parser.add_argument("--snapshot-every", type=int, default=ToyTrainConfig.snapshot_every)
+    parser.add_argument("--world", default=ToyTrainConfig.world, choices=sorted(WORLDS),
+                        help="toy world of the scenes: shapes (v1, the shipped model) or coats (v2)")
     parser.add_argument("--snapshots", type=int, default=8, help="with --fit-minutes: EMA snapshots over the run")
     parser.add_argument("--fit-minutes", type=float, default=None,
                         help="choose --steps (and --snapshot-every) so that training takes about this long here")
@@ -67,16 +70,16 @@ def main():
         workers = args.workers if args.workers is not None else (8 if torch.cuda.is_available() else 0)
         config = ToyTrainConfig(steps=args.steps, object_attention=args.object_attention, batch_size=args.batch_size,
                                 channels=tuple(args.channels), layers_per_block=args.layers_per_block,
-                                p_colour_words=args.p_colour_words, snapshot_every=args.snapshot_every)
+                                p_colour_words=args.p_colour_words, snapshot_every=args.snapshot_every, world=args.world)
         if args.fit_minutes:
             every = max(1, fitted_steps(args.run_dir, config, args.fit_minutes, workers) // args.snapshots)
             config = replace(config, steps=every * args.snapshots, snapshot_every=every)
             print("steps:", config.steps, flush=True)
         train_toy_model(args.run_dir, config, workers=workers)
     if args.judge:
-        judge = train_judge()
+        judge = train_judge(world=args.world)
         print("judge accuracy on held-out crops:", judge_accuracy(judge))
-        save_judge(judge)
+        save_judge(judge, Path(args.dest) / "judge")
     if not args.no_ship:
         meta = ship_toy_model(args.run_dir, Path(args.dest))
         print(json.dumps({k: v for k, v in meta["selection"]["chosen"].items() if k != "folder"}, indent=1))

@@ -1,0 +1,201 @@
+"""Edits that stay on their object: a P2P swap of the first object's noun, from NTI and from DPL, on ToyMO-Set.
+
+The paper's promise, measured: with DPL's maps, Prompt-to-Prompt changes the object you named and nothing else.
+Scenes: the 40 look-alike scenes of ToyMO-Set (same colour or a similar noun) and its first 20 ordinary ones, of the
+world the model knows (`toyworld.bundle_world`: v1 shapes or v2 coats). Each scene is inverted at 50 steps (guidance
+7.5) by canonical null-text inversion (`nti`), by DPL with --preset (`dpl`, default `toy`) and by DPL-`lean`
+(`dpl_lean`); each inversion is edited by swapping the first object's braced noun (`swap_target`) with P2P's
+defaults and a local blend on the swapped words. Per method and scene: `success` (the judge sees the new noun and
+the old colour where the object was), `distractor_kept` (the judge sees the other object unchanged), `bg_psnr`
+(outside the edited object's mask grown by 1 px; null when identical there), `iou03` and `iou_best` (the mean noun
+IoU of the reconstruction's step-averaged maps at threshold 0.3 and the best of the 0.0-1.0 sweep) and the UNet
+evaluations of the inversion. The means go under `distractor` and `ordinary`, each keyed by method.
+
+Resumable: per-scene records (with the edited images, as PNG) go to a .jsonl beside the result; a rerun skips the
+scenes recorded. Writes benchmarks/results/edit_leakage.json (ToyMO-Set's seed 2023) or edit_leakage_seed<S>.json
+(--seed S, a ToyMO-Set of another seed: held-out scenes), and a .png of the first scenes' edits.
+
+    python benchmarks/edit_leakage.py [--model toy|FOLDER] [--judge FOLDER] [--seed 2023] [--preset toy]
+                                      [--distractor 40] [--ordinary 20] [--steps 50] [--workers N] [--out FILE]
+"""
+import argparse
+import base64
+import io
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+import dpl_nb
+from _results import write_result
+from _toymo import psnr_outside
+from dpl_nb.dpl import DPL_PRESETS, dpl_invert, sampled_maps
+from dpl_nb.experiments import append_record, compact_records, read_records
+from dpl_nb.inversion import invert
+from dpl_nb.metrics import THRESHOLDS, distractor_preserved, edit_success, grow_mask, word_ious
+from dpl_nb.models import TOY_MODEL, load_bundle
+from dpl_nb.p2p import edit
+from dpl_nb.prompts import parse_prompt
+from dpl_nb.toyworld import bundle_world, is_distractor, load_judge, swap_target, toymo_set
+
+RESULTS = Path(__file__).parent / "results"
+METRICS = ("success", "distractor_kept", "bg_psnr", "iou03", "iou_best", "unet_evals")
+_STATE = {}
+
+
+def chosen_scenes(world: str, seed: int, distractor: int, ordinary: int) -> list[tuple[int, object]]:
+    "The first `distractor` look-alike and the first `ordinary` other scenes of a ToyMO-Set, with their index"
+    scenes = list(enumerate(toymo_set(seed=seed, world=world)))
+    hard = [(i, s) for i, s in scenes if is_distractor(s)][:distractor]
+    easy = [(i, s) for i, s in scenes if not is_distractor(s)][:ordinary]
+    return sorted(hard + easy, key=lambda pair: pair[0])
+
+
+def _png(image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def method_record(bundle, judge, scene, preset: str | None, steps: int) -> dict:
+    "Invert `scene` (NTI when `preset` is None, else DPL with it), swap its first noun, judge and score the edit"
+    old, new, target = swap_target(scene)
+    start = time.perf_counter()
+    if preset is None:
+        inversion = invert(bundle, scene.pil, scene.braced, num_steps=steps, progress=False)
+    else:
+        inversion = dpl_invert(bundle, scene.pil, scene.braced, DPL_PRESETS[preset], num_steps=steps, progress=False)
+    seconds = time.perf_counter() - start
+    positions = [w.positions for w in parse_prompt(scene.braced, bundle.tokenizer).words]
+    sweep = word_ious(sampled_maps(bundle, inversion), positions, scene.masks, THRESHOLDS).mean(0)
+    result = edit(bundle, inversion, target, blend_words=(old, new), progress=False)
+    return dict(success=bool(edit_success(judge, result.edited, scene, 0, new_shape=new)),
+                distractor_kept=bool(distractor_preserved(judge, result.edited, scene, 1)),
+                bg_psnr=psnr_outside(result.edited, scene.pil, grow_mask(scene.masks[0], 1)),
+                iou03=float(sweep[int(np.flatnonzero(THRESHOLDS == 0.3)[0])]), iou_best=float(sweep.max()),
+                unet_evals=inversion.cost.total, edit_unet_evals=result.cost.total, seconds=seconds,
+                token_updates=sum(inversion.trace["token_updates"]) if preset else 0,
+                edited_png=_png(result.edited))
+
+
+def _record(job) -> dict:
+    "One scene's record in a worker process (model, judge and scenes loaded once per process)"
+    index, args = job
+    torch.set_num_threads(1)
+    if not _STATE:
+        bundle = load_bundle(args["model"])
+        world = bundle_world(bundle)
+        _STATE.update(bundle=bundle, judge=load_judge(args["judge"]), world=world,
+                      scenes=toymo_set(seed=args["seed"], world=world))
+    scene = _STATE["scenes"][index]
+    _, new, target = swap_target(scene)
+    record = dict(scene=index, distractor=bool(is_distractor(scene)), prompt=scene.braced, target=target,
+                  steps=args["steps"], machine=f"{platform.machine()}, {os.cpu_count()} CPUs", torch=torch.__version__)
+    for key, preset in (("nti", None), ("dpl", args["preset"]), ("dpl_lean", "lean")):
+        torch.manual_seed(0)
+        record[key] = method_record(_STATE["bundle"], _STATE["judge"], scene, preset, args["steps"])
+    return record
+
+
+def means(records: list[dict]) -> dict:
+    "Per method, the mean of each metric over `records` (bg_psnr over the edits that changed the background)"
+    out = {}
+    for key in ("nti", "dpl", "dpl_lean"):
+        row = {}
+        for metric in METRICS:
+            values = [r[key][metric] for r in records if r[key][metric] is not None]
+            row[metric] = float(np.mean(values)) if values else None
+        row["unet_evals_max"] = max(r[key]["unet_evals"] for r in records)
+        row["bg_identical"] = sum(r[key]["bg_psnr"] is None for r in records)
+        out[key] = row
+    return out
+
+
+def figure(records: list[dict], scenes: dict, path: Path, rows: int = 12):
+    "Input | NTI edit | DPL edit | DPL-lean edit for the first `rows` look-alike scenes, written atomically"
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    chosen = [r for r in records if r["distractor"]][:rows]
+    fig, axs = plt.subplots(len(chosen), 4, figsize=(5.2, 1.45 * len(chosen)), squeeze=False)
+    for row, r in zip(axs, chosen):
+        row[0].imshow(scenes[r["scene"]].image)
+        row[0].set_title(f"{r['scene']}: {r['prompt']}".replace(" and ", "\nand "), fontsize=5)
+        for ax, key in zip(row[1:], ("nti", "dpl", "dpl_lean")):
+            ax.imshow(Image.open(io.BytesIO(base64.b64decode(r[key]["edited_png"]))))
+            verdict = ("new " if r[key]["success"] else "no edit ") + ("kept" if r[key]["distractor_kept"] else "LEAK")
+            ax.set_title(f"{key}: {verdict}", fontsize=5)
+    for ax in axs.ravel():
+        ax.axis("off")
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110); os.replace(tmp, path)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="toy", help="toy (the embedded model) or a toy model folder")
+    parser.add_argument("--judge", default=None, help="judge folder (default: the model folder's judge/)")
+    parser.add_argument("--seed", type=int, default=2023, help="ToyMO-Set's seed (2023: the benchmark's scenes)")
+    parser.add_argument("--preset", default="toy", choices=sorted(DPL_PRESETS), help="DPL preset of the `dpl` column")
+    parser.add_argument("--distractor", type=int, default=40, help="look-alike scenes (the first N)")
+    parser.add_argument("--ordinary", type=int, default=20, help="ordinary scenes (the first N)")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1, help="processes, each running whole scenes")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    folder = TOY_MODEL if args.model == "toy" else Path(args.model)
+    judge = args.judge or str(folder / "judge")
+    if not (Path(judge) / "judge.safetensors").is_file():
+        raise SystemExit(f"no judge at {judge}: train one with toyworld.train_judge(world=...) and save_judge, or give --judge")
+    out = Path(args.out or RESULTS / ("edit_leakage.json" if args.seed == 2023 else f"edit_leakage_seed{args.seed}.json"))
+    records_path = out.with_name(out.stem + "_scenes.jsonl")
+    records_path.parent.mkdir(parents=True, exist_ok=True)
+    world = bundle_world(load_bundle(args.model))
+    chosen = chosen_scenes(world, args.seed, args.distractor, args.ordinary)
+    done = read_records(records_path)
+    stale = {r["steps"] for r in done.values()} - {args.steps}
+    if stale:
+        raise SystemExit(f"{records_path} holds records made with {sorted(stale)} steps; move it away or use --steps")
+    job_args = dict(model=args.model, judge=judge, seed=args.seed, preset=args.preset, steps=args.steps)
+    todo = [(i, job_args) for i, _ in chosen if i not in done]
+    print(f"{world} world, seed {args.seed}: {len(chosen)} scenes, {len(todo)} to run", flush=True)
+    start = time.perf_counter()
+    report = lambda r: print(f"scene {r['scene']:3d} ({'look-alike' if r['distractor'] else 'ordinary'}) "
+                             f"{r['prompt']} -> {r['target']}: " + ", ".join(
+                                 f"{k} {'ok' if r[k]['success'] else '--'}/{'kept' if r[k]['distractor_kept'] else 'LEAK'}"
+                                 for k in ("nti", "dpl", "dpl_lean")), flush=True)
+    if args.workers > 1:
+        with ProcessPoolExecutor(args.workers) as pool:
+            for future in as_completed([pool.submit(_record, job) for job in todo]):
+                record = future.result(); append_record(records_path, record); done[record["scene"]] = record; report(record)
+    else:
+        for job in todo:
+            record = _record(job); append_record(records_path, record); done[record["scene"]] = record; report(record)
+    compact_records(records_path)
+    records = [done[i] for i, _ in chosen]
+    scenes = dict(chosen)
+    result = {"benchmark": "edit_leakage", "model": args.model, "world": world, "seed": args.seed, "preset": args.preset,
+              "steps": args.steps, "guidance_scale": 7.5, "n_scenes": len(records),
+              "distractor": means([r for r in records if r["distractor"]]),
+              "ordinary": means([r for r in records if not r["distractor"]]),
+              "records": records_path.name, "seconds_this_run": time.perf_counter() - start, "workers": args.workers,
+              "torch": torch.__version__, "dpl_nb": dpl_nb.__version__,
+              "scenes": [{k: v for k, v in r.items() if k not in ("nti", "dpl", "dpl_lean")} |
+                         {m: {k: v for k, v in r[m].items() if k != "edited_png"} for m in ("nti", "dpl", "dpl_lean")}
+                         for r in records]}
+    written = write_result(result, out)
+    figure(records, scenes, out.with_suffix(".png"))
+    for group in ("distractor", "ordinary"):
+        for key, row in result[group].items():
+            print(f"{group:10s} {key:8s} " + " ".join(f"{m} {row[m]:.3f}" if row[m] is not None else f"{m} -" for m in METRICS))
+    print(f"-> {written}")
+
+
+if __name__ == "__main__":
+    main()
