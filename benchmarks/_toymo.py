@@ -5,7 +5,8 @@ import statistics
 import numpy as np
 
 from dpl_nb.metrics import psnr
-from dpl_nb.toyworld import Scene, is_distractor, toymo_set
+from dpl_nb.toyworld import Scene, is_distractor
+from dpl_nb.toymoset import toymo_set
 
 
 def benchmark_scenes(n: int) -> list[tuple[int, Scene]]:

@@ -31,7 +31,8 @@ from dpl_nb.dpl import DPL_PRESETS, dpl_invert
 from dpl_nb.inversion import invert
 from dpl_nb.metrics import THRESHOLDS
 from dpl_nb.models import load_bundle
-from dpl_nb.toyworld import is_distractor, scenes_checksum, toymo_set
+from dpl_nb.toyworld import is_distractor
+from dpl_nb.toymoset import scenes_checksum, toymo_set
 
 CALIBRATION_SEED = 7  # ToyMO-Set is seed 2023
 RESULTS = Path(__file__).parent / "results"

@@ -46,7 +46,8 @@ from dpl_nb.metrics import THRESHOLDS, grow_mask, word_ious
 from dpl_nb.models import load_bundle
 from dpl_nb.p2p import edit
 from dpl_nb.prompts import parse_prompt
-from dpl_nb.toyworld import caption_for, is_distractor, swap_target, toymo_set
+from dpl_nb.toyworld import caption_for, is_distractor
+from dpl_nb.toymoset import swap_target, toymo_set
 
 LEAN_TARGET_MAX = 3400  # UNet evaluations per image, worst case, lean preset at 50 steps
 

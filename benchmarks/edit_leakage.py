@@ -2,7 +2,7 @@
 
 The paper's promise, measured: with DPL's maps, Prompt-to-Prompt changes the object you named and nothing else.
 Scenes: the 40 look-alike scenes of ToyMO-Set (same colour or a similar noun) and its first 20 ordinary ones, of the
-world the model knows (`toyworld.bundle_world`: v1 shapes or v2 coats). Each scene is inverted at 50 steps (guidance
+world the model knows (`toymodel.bundle_world`: v1 shapes or v2 coats). Each scene is inverted at 50 steps (guidance
 7.5) by canonical null-text inversion (`nti`), by DPL with --preset (`dpl`, default `toy`) and by DPL-`lean`
 (`dpl_lean`); each inversion is edited by swapping the first object's braced noun (`swap_target`) with P2P's
 defaults and a local blend on the swapped words. Per method and scene: `success` (the judge sees the new noun and
@@ -41,7 +41,10 @@ from dpl_nb.metrics import THRESHOLDS, distractor_preserved, edit_success, grow_
 from dpl_nb.models import TOY_MODEL, load_bundle
 from dpl_nb.p2p import edit
 from dpl_nb.prompts import parse_prompt
-from dpl_nb.toyworld import bundle_world, is_distractor, load_judge, swap_target, toymo_set
+from dpl_nb.toyworld import is_distractor
+from dpl_nb.toymoset import swap_target, toymo_set
+from dpl_nb.toymodel import bundle_world
+from dpl_nb.toyjudge import load_judge
 
 RESULTS = Path(__file__).parent / "results"
 METRICS = ("success", "distractor_kept", "bg_psnr", "iou03", "iou_best", "unet_evals")
@@ -152,7 +155,7 @@ def main():
     folder = TOY_MODEL if args.model == "toy" else Path(args.model)
     judge = args.judge or str(folder / "judge")
     if not (Path(judge) / "judge.safetensors").is_file():
-        raise SystemExit(f"no judge at {judge}: train one with toyworld.train_judge(world=...) and save_judge, or give --judge")
+        raise SystemExit(f"no judge at {judge}: train one with toyjudge.train_judge(world=...) and save_judge, or give --judge")
     out = Path(args.out or RESULTS / ("edit_leakage.json" if args.seed == 2023 else f"edit_leakage_seed{args.seed}.json"))
     records_path = out.with_name(out.stem + "_scenes.jsonl")
     records_path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 For the first 20 ToyMO-Set scenes (of the model's world), the first object's noun is swapped (`swap_target`: a shape
 in toy world v1, a coat in v2; the key `shape` holds it either way) and, separately, its colour word
 (`recolour_target`). At each of eleven noise levels the scene is noised (seeded) and
-`toyworld.prediction_shift` measures the RMS move of the guided (w = 7.5) clean-image prediction inside the pixels
+`toymodel.prediction_shift` measures the RMS move of the guided (w = 7.5) clean-image prediction inside the pixels
 the edit must change; `toyworld.redraw` draws the scene and its edit on one background, which gives that region and
 the size of the change the edit needs. Writes benchmarks/results/noun_sensitivity.json (atomically).
 
@@ -19,7 +19,9 @@ import torch
 import dpl_nb
 from _results import write_result
 from dpl_nb.models import load_bundle
-from dpl_nb.toyworld import bundle_world, is_distractor, prediction_shift, recolour_target, redraw, swap_target, toymo_set
+from dpl_nb.toyworld import is_distractor, redraw
+from dpl_nb.toymoset import recolour_target, swap_target, toymo_set
+from dpl_nb.toymodel import bundle_world, prediction_shift
 
 TIMESTEPS = (25, 100, 200, 300, 400, 500, 600, 700, 800, 900, 980)
 

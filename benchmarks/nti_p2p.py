@@ -24,7 +24,8 @@ from dpl_nb.inversion import invert, reconstruct
 from dpl_nb.metrics import grow_mask
 from dpl_nb.models import load_bundle
 from dpl_nb.p2p import edit
-from dpl_nb.toyworld import is_distractor, swap_target
+from dpl_nb.toyworld import is_distractor
+from dpl_nb.toymoset import swap_target
 
 NTI_TARGET_MAX = 1400  # UNet evaluations (batch-1 equivalents, forward + backward) for NTI at 50 steps
 

@@ -31,7 +31,8 @@ from _results import write_result
 from dpl_nb.experiments import (append_record, claims_jobs, compact_records, read_records, redo_edits, scene_record,
                                 summarise)
 from dpl_nb.models import load_bundle
-from dpl_nb.toyworld import load_judge, toymo_set
+from dpl_nb.toymoset import toymo_set
+from dpl_nb.toyjudge import load_judge
 
 RESULTS = Path(__file__).parent / "results"
 _STATE = {}

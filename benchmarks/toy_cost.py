@@ -23,7 +23,9 @@ from _results import write_result
 from dpl_nb.dpl import dpl_invert
 from dpl_nb.models import load_bundle
 from dpl_nb.prompts import encode_prompts
-from dpl_nb.toyworld import bundle_world, is_distractor, scene_images, toymo_set
+from dpl_nb.toyworld import is_distractor, scene_images
+from dpl_nb.toymoset import toymo_set
+from dpl_nb.toymodel import bundle_world
 
 LEAN_WORST_CASE = 3400  # UNet evaluations per image at 50 steps, the lean preset's bound
 BUDGET_S = 180  # a 50-step DPL-lean run on one core

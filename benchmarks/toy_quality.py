@@ -18,8 +18,11 @@ import torch
 import dpl_nb
 from _results import write_result
 from dpl_nb.models import load_bundle
-from dpl_nb.toyworld import (COLOURS, attention_shares, colours_present, judge_accuracy, load_judge, map_quality,
-                             noun_maps, random_scene, sample_images, toy_metadata, toymo_set)
+from dpl_nb.toyworld import COLOURS, random_scene
+from dpl_nb.toymoset import toymo_set
+from dpl_nb.toymodel import colours_present, sample_images, toy_metadata
+from dpl_nb.toymaps import attention_shares, map_quality, noun_maps
+from dpl_nb.toyjudge import judge_accuracy, load_judge
 
 
 def main(out=Path(__file__).parent / "results" / "toy_quality.json", n_samples: int = 48):

@@ -518,7 +518,8 @@ def demo_command(args) -> list[Path]:
     from dpl_nb.metrics import attention_iou
     from dpl_nb.p2p import edit
     from dpl_nb.prompts import parse_prompt
-    from dpl_nb.toyworld import is_distractor, recolour_target, toymo_set
+    from dpl_nb.toyworld import is_distractor
+    from dpl_nb.toymoset import recolour_target, toymo_set
     scenes = toymo_set()
     if not 0 <= args.scene < len(scenes):
         raise ValueError(f"--scene must be a ToyMO-Set index from 0 to {len(scenes) - 1}, got {args.scene}")

@@ -21,7 +21,8 @@ from .metrics import THRESHOLDS, background_preservation, distractor_preserved, 
 from .models import Bundle
 from .p2p import edit
 from .prompts import parse_prompt
-from .toyworld import Scene, is_distractor, recolour_target, swap_target
+from .toyworld import Scene, is_distractor
+from .toymoset import recolour_target, swap_target
 
 # %% auto #0
 __all__ = ['METHODS', 'EDITED', 'ABLATION', 'ablation_config', 'invert_by', 'edit_records', 'scene_record', 'redo_edits',

@@ -18,7 +18,8 @@ from skimage.metrics import structural_similarity
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor, CLIPModel
 
 from .models import _hub_offline, _hub_reachable, _looks_like_path
-from .toyworld import COLOURS, WORLDS, Scene, judge_objects
+from .toyworld import COLOURS, WORLDS, Scene
+from .toyjudge import judge_objects
 
 # %% auto #0
 __all__ = ['THRESHOLDS', 'attention_iou', 'word_ious', 'mse', 'psnr', 'ssim', 'grow_mask', 'background_preservation', 'load_dino',
@@ -324,7 +325,7 @@ def _judged(judge, image, scene: Scene, index: int) -> tuple[str, str]:
     return judge_objects(judge, pixels, [(o.cx, o.cy)])[0]
 
 
-def edit_success(judge,  # the toy object judge (toyworld.load_judge)
+def edit_success(judge,  # the toy object judge (toyjudge.load_judge)
                  image,  # the edited image: PIL or uint8 (H, W, 3), the scene's size
                  scene: Scene,  # the scene the edit started from
                  index: int,  # the object the edit was asked to change
@@ -349,7 +350,7 @@ def edit_success(judge,  # the toy object judge (toyworld.load_judge)
     return (new_shape is None or shape == new_shape) and (new_colour is None or colour == new_colour)
 
 
-def distractor_preserved(judge,  # the toy object judge (toyworld.load_judge)
+def distractor_preserved(judge,  # the toy object judge (toyjudge.load_judge)
                          image,  # the edited image: PIL or uint8 (H, W, 3), the scene's size
                          scene: Scene,  # the scene the edit started from
                          index: int,  # an object the edit was NOT asked to change

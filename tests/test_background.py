@@ -27,7 +27,7 @@ def toy():
 
 @pytest.fixture(scope="module")
 def scene():
-    from dpl_nb.toyworld import toymo_set
+    from dpl_nb.toymoset import toymo_set
     return toymo_set(n=3)[2]
 
 

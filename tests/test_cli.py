@@ -13,7 +13,7 @@ from PIL import Image
 
 from dpl_nb import __version__
 from dpl_nb.cli import DEMO_SCENE, blend_words, main, shown_steps
-from dpl_nb.toyworld import swap_target
+from dpl_nb.toymoset import swap_target
 from dpl_nb.inversion import Inversion
 
 STEPS = "2"
@@ -55,7 +55,7 @@ def leftovers(folder: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     "A ToyMO-Set scene as a PNG and its DPL and NTI inversions, made with the command line at 2 steps"
-    from dpl_nb.toyworld import toymo_set
+    from dpl_nb.toymoset import toymo_set
     folder = tmp_path_factory.mktemp("cli")
     scene = toymo_set()[DEMO_SCENE]
     assert scene.braced == PROMPT
@@ -202,7 +202,8 @@ def test_blend_words_and_shown_steps():
 
 
 def test_swap_target_is_the_benchmark_rule():
-    from dpl_nb.toyworld import SIMILAR, toymo_set
+    from dpl_nb.toyworld import SIMILAR
+    from dpl_nb.toymoset import toymo_set
     for scene in toymo_set()[:20]:
         old, new, target = swap_target(scene)
         shapes = [o.shape for o in scene.objects]

@@ -24,7 +24,7 @@ def toy():
 
 @pytest.fixture(scope="module")
 def scene():
-    from dpl_nb.toyworld import toymo_set
+    from dpl_nb.toymoset import toymo_set
     return toymo_set()[5]  # "a red {circle} and a red {square}": look-alikes, where DPL updates its tokens
 
 

@@ -14,13 +14,13 @@ from dpl_nb.metrics import (THRESHOLDS, attention_iou, background_preservation, 
 
 @pytest.fixture(scope="module")
 def scene():
-    from dpl_nb.toyworld import toymo_set
+    from dpl_nb.toymoset import toymo_set
     return toymo_set()[2]  # "a red {diamond} and a white {circle}"
 
 
 @pytest.fixture(scope="module")
 def judge():
-    from dpl_nb.toyworld import load_judge
+    from dpl_nb.toyjudge import load_judge
     return load_judge()
 
 
@@ -205,7 +205,7 @@ def tiny_models(tmp_path_factory):
     "Folders with a tiny random ViT (DINO's layout) and a tiny random CLIP, each with its processor"
     from transformers import (CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor, ViTConfig,
                               ViTImageProcessorPil, ViTModel)
-    from dpl_nb.toyworld import toy_tokenizer
+    from dpl_nb.toymodel import toy_tokenizer
     root = tmp_path_factory.mktemp("metric_models")
     torch.manual_seed(0)
     ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

@@ -10,8 +10,10 @@ import torch
 from dpl_nb.metrics import grow_mask
 from dpl_nb.models import TOY_MODEL, load_bundle
 from dpl_nb.prompts import encode_prompts, parse_prompt
-from dpl_nb.toyworld import (TOY_VOCABULARY, is_distractor, judge_objects, load_judge, prediction_shift, random_scene,
-                             redraw, sample_images, scenes_checksum, toy_metadata, toymo_set)
+from dpl_nb.toyworld import TOY_VOCABULARY, is_distractor, random_scene, redraw
+from dpl_nb.toymoset import scenes_checksum, toymo_set
+from dpl_nb.toymodel import prediction_shift, sample_images, toy_metadata
+from dpl_nb.toyjudge import judge_objects, load_judge
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,8 @@ def test_toymo_set_is_fixed():
 
 
 def test_recolour_target_changes_one_colour_word():
-    from dpl_nb.toyworld import COLOURS, recolour_target
+    from dpl_nb.toyworld import COLOURS
+    from dpl_nb.toymoset import recolour_target
     for scene in toymo_set():
         noun, old, new, target = recolour_target(scene)
         assert (noun, old) == (scene.objects[0].shape, scene.objects[0].colour)
@@ -76,7 +79,8 @@ def test_prediction_shift_is_seeded_and_checks_its_region(toy):
 
 
 def test_world_v2_coats_swap_in_place():
-    from dpl_nb.toyworld import KINDS, ToyObject, WORLDS, coat_pattern, render_scene, swap_target
+    from dpl_nb.toyworld import KINDS, ToyObject, WORLDS, coat_pattern, render_scene
+    from dpl_nb.toymoset import swap_target
     scenes = toymo_set(world="coats")
     assert len(scenes) == 100 and sum(map(is_distractor, scenes)) == 40
     assert scenes_checksum(scenes) != scenes_checksum(toymo_set())            # a world of its own...
@@ -97,7 +101,8 @@ def test_world_v2_coats_swap_in_place():
 
 def test_judges_know_their_world(tmp_path, toy):
     from dpl_nb.models import tiny_bundle
-    from dpl_nb.toyworld import bundle_world, save_judge, train_judge
+    from dpl_nb.toymodel import bundle_world
+    from dpl_nb.toyjudge import save_judge, train_judge
     assert load_judge().world == "shapes" and bundle_world(toy) == "shapes"
     judge = train_judge(steps=2, progress=False, world="coats")
     save_judge(judge, tmp_path)

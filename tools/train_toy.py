@@ -4,6 +4,7 @@
     python tools/train_toy.py RUN_DIR --no-train # only score the snapshots and ship the best
     python tools/train_toy.py RUN_DIR --judge    # also retrain and ship the object judge
     python tools/train_toy.py RUN_DIR --fit-minutes 6 --dest OUT  # as many steps as fit in 6 minutes here
+    python tools/train_toy.py RUN_DIR --init EARLIER/checkpoint.pt --lr 5e-4  # warm start: a new schedule
 
 With --fit-minutes the step count (and so the learning-rate schedule) is chosen once, from a timed trial of 60 steps in
 RUN_DIR/timing, and stored in the run's config; resuming the run later needs the same --steps.
@@ -20,8 +21,10 @@ from pathlib import Path
 import torch
 
 from dpl_nb.models import TOY_MODEL
-from dpl_nb.toyworld import (WORLDS, ToyTrainConfig, judge_accuracy, save_judge, ship_toy_model, train_judge,
-                             train_toy_model)
+from dpl_nb.toyworld import WORLDS
+from dpl_nb.toymodel import ToyTrainConfig, train_toy_model
+from dpl_nb.toymaps import ship_toy_model
+from dpl_nb.toyjudge import judge_accuracy, save_judge, train_judge
 
 
 def fitted_steps(run_dir, config: ToyTrainConfig, minutes: float, workers: int) -> int:
@@ -46,6 +49,8 @@ def main():
     parser.add_argument("--object-attention", type=float, default=ToyTrainConfig.object_attention,
                         help="weight of the localisation loss that teaches nouns to attend to their objects")
     parser.add_argument("--batch-size", type=int, default=ToyTrainConfig.batch_size)
+    parser.add_argument("--lr", type=float, default=ToyTrainConfig.lr, help="peak learning rate (cosine schedule)")
+    parser.add_argument("--init", default="", help="checkpoint.pt of an earlier run to warm-start from (its EMA weights)")
     parser.add_argument("--channels", type=int, nargs=3, default=ToyTrainConfig.channels, help="UNet widths")
     parser.add_argument("--layers-per-block", type=int, default=ToyTrainConfig.layers_per_block)
     parser.add_argument("--p-colour-words", type=float, default=ToyTrainConfig.p_colour_words,
@@ -70,7 +75,8 @@ def main():
         workers = args.workers if args.workers is not None else (8 if torch.cuda.is_available() else 0)
         config = ToyTrainConfig(steps=args.steps, object_attention=args.object_attention, batch_size=args.batch_size,
                                 channels=tuple(args.channels), layers_per_block=args.layers_per_block,
-                                p_colour_words=args.p_colour_words, snapshot_every=args.snapshot_every, world=args.world)
+                                p_colour_words=args.p_colour_words, snapshot_every=args.snapshot_every, world=args.world,
+                                lr=args.lr, init=str(Path(args.init).resolve()) if args.init else "")
         if args.fit_minutes:
             every = max(1, fitted_steps(args.run_dir, config, args.fit_minutes, workers) // args.snapshots)
             config = replace(config, steps=every * args.snapshots, snapshot_every=every)
