@@ -65,14 +65,14 @@ def _png(image) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def method_record(bundle, judge, scene, preset: str | None, steps: int) -> dict:
-    "Invert `scene` (NTI when `preset` is None, else DPL with it), swap its first noun, judge and score the edit"
+def method_record(bundle, judge, scene, config, steps: int) -> dict:
+    "Invert `scene` (NTI when `config` is None, else DPL with that DPLConfig or preset), swap its first noun, judge and score the edit"
     old, new, target = swap_target(scene)
     start = time.perf_counter()
-    if preset is None:
+    if config is None:
         inversion = invert(bundle, scene.pil, scene.braced, num_steps=steps, progress=False)
     else:
-        inversion = dpl_invert(bundle, scene.pil, scene.braced, DPL_PRESETS[preset], num_steps=steps, progress=False)
+        inversion = dpl_invert(bundle, scene.pil, scene.braced, config, num_steps=steps, progress=False)
     seconds = time.perf_counter() - start
     positions = [w.positions for w in parse_prompt(scene.braced, bundle.tokenizer).words]
     sweep = word_ious(sampled_maps(bundle, inversion), positions, scene.masks, THRESHOLDS).mean(0)
@@ -82,7 +82,7 @@ def method_record(bundle, judge, scene, preset: str | None, steps: int) -> dict:
                 bg_psnr=psnr_outside(result.edited, scene.pil, grow_mask(scene.masks[0], 1)),
                 iou03=float(sweep[int(np.flatnonzero(THRESHOLDS == 0.3)[0])]), iou_best=float(sweep.max()),
                 unet_evals=inversion.cost.total, edit_unet_evals=result.cost.total, seconds=seconds,
-                token_updates=sum(inversion.trace["token_updates"]) if preset else 0,
+                token_updates=sum(inversion.trace["token_updates"]) if config is not None else 0,
                 edited_png=_png(result.edited))
 
 

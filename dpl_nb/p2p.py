@@ -141,7 +141,7 @@ class P2PController:
                  cross_alpha: torch.Tensor,  # (steps, edits, 77) from cross_replace_alpha
                  self_window: tuple[int, int] = (0, 0),  # steps [start, end) of self-attention injection
                  self_layers: Sequence[str] = (),  # names of the self-attention layers to inject
-                 store: AttentionStore | None = None,  # records maps before they are edited
+                 store: AttentionStore | None = None,  # records the maps each row uses, after editing
                  store_layers: Sequence[str] = ()):  # layers the store records
         self.cross_edit, self.cross_alpha, self.self_window = cross_edit, cross_alpha, self_window
         self.self_layers, self.store, self.store_layers = set(self_layers), store, set(store_layers)
@@ -150,9 +150,6 @@ class P2PController:
     def __call__(self, probs: torch.Tensor, layer: AttnLayer) -> torch.Tensor:
         if self.layout is None:
             raise RuntimeError("P2PController.layout is not set: the sampling loop must set `step` and `layout`")
-        if self.store is not None and layer.name in self.store_layers:
-            self.store.step = self.step
-            self.store(probs, layer)
         if layer.kind == "cross":
             alpha = self.cross_alpha[self.step].to(probs)[:, None, None, :]
             if alpha.any():
@@ -160,6 +157,9 @@ class P2PController:
                                       + edits * (1 - alpha))
         elif layer.name in self.self_layers and self.self_window[0] <= self.step < self.self_window[1]:
             probs = self._rewrite(probs, layer, lambda src, edits: src.expand_as(edits))
+        if self.store is not None and layer.name in self.store_layers:
+            self.store.step = self.step
+            self.store(probs, layer)
         return probs
 
     def _rewrite(self, probs, layer, new_edits):
@@ -221,7 +221,7 @@ class EditResult:
     edits: list[Image.Image]  # one image per target prompt
     prompts: list[str]  # the source prompt, then the target prompts
     latents: torch.Tensor  # (n, C, H, W) final latents, source first
-    maps: torch.Tensor  # (n, r, r, 77) cross maps before editing at the bundle's attn_res, mean over steps and layers
+    maps: torch.Tensor  # (n, r, r, 77) cross maps as the rows used them (after editing) at the bundle's attn_res, mean over steps and layers
     mask: torch.Tensor | None  # (edits, 1, H, W) local-blend mask of the last step (latent resolution), or None
     cost: UNetCost
 
