@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .models import Bundle, UNetCost, UNetCounter, atomic_write
-from .prompts import encode_prompts, parse_prompt, tokenize_prompts, word_positions
+from .prompts import encode_prompts, parse_prompt, span_positions, tokenize_prompts
 
 # %% auto #0
 __all__ = ['NTI_PRESETS', 'FORMAT_VERSION', 'check_num_steps', 'ddim_scheduler', 'inverse_scheduler', 'ddim_invert',
@@ -252,23 +253,39 @@ def word_embeddings(bundle: Bundle, prompt: str) -> torch.Tensor:
     return bundle.text_encoder.get_input_embeddings().weight[ids[positions]].detach().clone()
 
 
+def _occurrences(tokenizer, text: str, word: str, within: tuple[int, int] | None = None) -> list[list[int]]:
+    "Token positions of each whole-word occurrence of `word` in `text` (or in its characters `within`), in order"
+    start, end = within or (0, len(text))
+    found = re.finditer(rf"(?<!\w){re.escape(word)}(?!\w)", text[start:end], re.IGNORECASE)
+    return [span_positions(tokenizer, text, start + m.start(), start + m.end()) for m in found]
+
+
 def _token_rows(tokenizer, source: str, prompts: list[str], vectors: torch.Tensor) -> list[tuple[int, list, torch.Tensor]]:
-    "(batch row, positions, vectors) for every whole-word occurrence of a dynamic word of `source` in `prompts`"
-    words = parse_prompt(source, tokenizer).words
-    sizes = [len(w.positions) for w in words]
+    "(batch row, positions, vectors): where each braced occurrence of a word of `source` lives on in each of `prompts`"
+    parsed = parse_prompt(source, tokenizer)
+    sizes = [len(w.positions) for w in parsed.words]
     if sum(sizes) != len(vectors):
         raise ValueError(f"token_embeddings hold {len(vectors)} vectors per step but the braced words of {source!r} "
                          f"have {sum(sizes)} tokens; they must come from the same prompt")
-    chunks = dict(zip([w.word for w in words], vectors.split(sizes)))
+    chunks = vectors.split(sizes)
+    source_words = len(parsed.text.split())
+    index = [len(parsed.text[:w.start].split()) for w in parsed.words]  # word index of each braced occurrence
     rows = []
     for b, prompt in enumerate(prompts):
         text = parse_prompt(prompt).text
-        for word, chunk in chunks.items():
-            try:
-                positions = word_positions(tokenizer, text, word)
-            except ValueError:  # this prompt does not have the word
-                continue
-            rows.append((b, positions, chunk.repeat(len(positions) // len(chunk), 1)))
+        spans = [m.span() for m in re.finditer(r"\S+", text)]
+        if len(spans) == source_words:  # word by word (the source itself, a word swap): the same word at the same place
+            for w, k, chunk in zip(parsed.words, index, chunks):
+                found = _occurrences(tokenizer, text, w.word, spans[k])
+                if found and len(found[0]) == len(chunk):
+                    rows.append((b, found[0], chunk))
+        else:  # words added or removed: the n-th braced `w` of the source becomes the n-th `w` of the prompt
+            seen = {}
+            for w, chunk in zip(parsed.words, chunks):
+                n = seen[w.word.lower()] = seen.get(w.word.lower(), -1) + 1
+                found = _occurrences(tokenizer, text, w.word)
+                if n < len(found) and len(found[n]) == len(chunk):
+                    rows.append((b, found[n], chunk))
     return rows
 
 

@@ -8,7 +8,7 @@ import torch
 
 from dpl_nb.dpl import (DPL_PRESETS, DPLConfig, check_background, dpl_config, dpl_invert, dynamic_words,
                         encode_dynamic, initial_tokens, sampled_maps, with_options)
-from dpl_nb.inversion import Inversion, reconstruct
+from dpl_nb.inversion import Inversion, encode_with_tokens, reconstruct
 from dpl_nb.losses import LossConfig
 from dpl_nb.p2p import edit
 from dpl_nb.prompts import encode_prompts
@@ -194,3 +194,21 @@ def test_paper_preset_runs_the_reference_null_text(toy, scene):
     assert inv.settings["preset"] == "paper" and inv.inner_steps == [51, 51]  # no early stop, 51 inner steps
     assert inv.cost.total <= 2 + 2 * (21 + 21 + 1 + 2 * 51 + 1)
     assert len(inv.trace["token_drift"]) == 2 and inv.trace["token_drift"][0] >= 0
+
+
+def test_a_repeated_braced_word_learns_one_token_per_occurrence(toy, scene):
+    "In 'a red {circle} and a red {circle}' each circle is its own dynamic word, with its own gradient and vector"
+    twice = "a red {circle} and a red {circle}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inv = dpl_invert(toy, scene.pil, twice, num_steps=2, progress=False)
+    tokens = inv.token_embeddings[-1]
+    start = initial_tokens(toy, twice)
+    assert tokens.shape == start.shape == (2, start.shape[1])
+    assert not torch.equal(tokens[0], start[0]) and not torch.equal(tokens[1], start[1])  # both were learnt...
+    assert not torch.equal(tokens[0], tokens[1])                                          # ...each its own way
+    single = "a red {circle} and a red circle"
+    once = encode_with_tokens(toy, single, single, tokens[:1])                 # the unbraced circle stays plain...
+    both = encode_with_tokens(toy, twice, twice, torch.cat([tokens[:1], tokens[:1]]))
+    assert torch.allclose(once[0, :7], both[0, :7], atol=1e-6)               # ...so up to it the two agree
+    assert (once[0, 7] - both[0, 7]).abs().max() > 1e-3                       # and at it they do not
