@@ -370,9 +370,14 @@ def reconstruct(bundle: Bundle, inversion: Inversion, progress: bool = True) -> 
 def encode_image(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [-1, 1]
                  generator: torch.Generator | int | None = None,  # seed or generator sampling the VAE posterior; None: its mean
                  ) -> torch.Tensor:
-    "The latent `z0` `(1, C, h, w)` of one image, the start of every inversion"
+    "The latent `z0` `(1, C, h, w)` of one image at the model's size, the start of every inversion"
     if isinstance(generator, int):
         generator = torch.Generator(bundle.device).manual_seed(generator)
+    if isinstance(image, torch.Tensor) and image.ndim == 4 and tuple(image.shape[-2:]) != (bundle.image_size,) * 2:
+        size = bundle.image_size
+        raise ValueError(f"image: this model inverts {size}x{size} images (its maps, masks and layers are sized for "
+                         f"them), got {image.shape[-2]}x{image.shape[-1]}; make one with load_image(image, {size}) "
+                         f"(centre crop) or load_image(image, {size}, fit='resize'), or pass the path or PIL image")
     z0 = bundle.encode(image, generator)
     if z0.shape[0] != 1:
         raise ValueError(f"image: invert one image at a time, got a batch of {z0.shape[0]}")
