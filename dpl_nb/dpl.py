@@ -17,7 +17,7 @@ from .background import BackgroundMasks, find_background
 from .inversion import (NTI_PRESETS, Inversion, NTIConfig, check_num_steps, ddim_scheduler, encode_with_tokens,
                               null_text_step, sample, word_embeddings)
 from .losses import LossConfig, dpl_losses
-from .models import Bundle, UNetCounter
+from .models import Bundle, UNetCounter, model_fingerprint
 from .prompts import encode_prompts, parse_prompt
 
 # %% auto #0
@@ -225,7 +225,7 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
     settings = dict(asdict(config), preset=next((k for k, v in DPL_PRESETS.items() if v == config), None))
     return Inversion(trajectory.cpu(), torch.stack(nulls).cpu(), prompt, bundle.model_id, float(guidance_scale),
                      dict(bundle.scheduler.config), "dpl", torch.stack(all_tokens).cpu(), settings, losses, inner, cost,
-                     maps=recorded, trace=trace)
+                     maps=recorded, trace=trace, fingerprint=model_fingerprint(bundle))
 
 # %% ../nbs/08_dpl.ipynb #d67d94c4
 def sampled_maps(bundle: Bundle, inversion: Inversion, progress: bool = False) -> torch.Tensor:

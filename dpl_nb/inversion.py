@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .models import Bundle, UNetCost, UNetCounter, atomic_write
+from .models import Bundle, UNetCost, UNetCounter, atomic_write, model_fingerprint, same_model
 from .prompts import encode_prompts, parse_prompt, span_positions, tokenize_prompts
 
 # %% auto #0
@@ -216,6 +216,7 @@ class Inversion:
     versions: dict = field(default_factory=library_versions)
     maps: torch.Tensor | None = None  # (T, r, r, 77) cross maps recorded while inverting (DPL: each step's last token pass)
     trace: dict = field(default_factory=dict)  # what the method recorded per step (DPL: losses, thresholds, mask)
+    fingerprint: dict = field(default_factory=dict)  # models.model_fingerprint of the model; {}: check model_id only
 
     @property
     def num_steps(self) -> int: return len(self.null_embeddings)
@@ -233,10 +234,12 @@ class Inversion:
 
     def check(self, bundle: Bundle) -> Inversion:
         "Raise a clear error if this inversion cannot be used with `bundle`; return it otherwise"
-        if self.model_id != bundle.model_id:
+        other = (not same_model(self.fingerprint, model_fingerprint(bundle)) if self.fingerprint
+                 else self.model_id != bundle.model_id)  # by content; by name for inversions made without a fingerprint
+        if other:
             raise ValueError(f"inversion: it was made with the model {self.model_id!r} but the bundle is "
-                             f"{bundle.model_id!r}; load that model (load_bundle({self.model_id!r})) or invert the "
-                             "image again with this bundle")
+                             f"{bundle.model_id!r}, with other weights; load that model (load_bundle({self.model_id!r})) "
+                             "or invert the image again with this bundle")
         channels, dim = bundle.unet.config.in_channels, bundle.text_encoder.config.hidden_size
         if self.latents.shape[2] != channels or self.null_embeddings.shape[-1] != dim:
             raise ValueError(f"inversion: its latents have {self.latents.shape[2]} channels and its embeddings "
@@ -414,7 +417,8 @@ def invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [
         else:
             nulls, losses, inner, settings = null.expand(num_steps, -1, -1, -1).clone(), [], [], {}
     return Inversion(trajectory.cpu(), nulls.cpu(), prompt, bundle.model_id, float(guidance_scale),
-                     dict(bundle.scheduler.config), method, None, settings, losses, inner, cost)
+                     dict(bundle.scheduler.config), method, None, settings, losses, inner, cost,
+                     fingerprint=model_fingerprint(bundle))
 
 # %% ../nbs/04_inversion.ipynb #bf57869e
 FORMAT_VERSION = 1  # layout of the files Inversion.save writes; load refuses newer ones
@@ -437,7 +441,7 @@ def _save(self: Inversion, path: str | os.PathLike) -> Path:
                 guidance_scale=self.guidance_scale, scheduler_config=dict(self.scheduler_config), method=self.method,
                 settings=self.settings, losses=self.losses, inner_steps=self.inner_steps,
                 cost=dict(forward=self.cost.forward, backward=self.cost.backward), versions=self.versions,
-                trace=self.trace,
+                trace=self.trace, fingerprint=self.fingerprint,
                 checksums={k: _checksum(v) for k, v in tensors.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"dpl_nb": json.dumps(meta)}))
@@ -475,7 +479,7 @@ def _load(cls, path: str | os.PathLike, bundle: Bundle | None = None) -> Inversi
     inversion = cls(tensors["latents"], tensors["null_embeddings"], meta["prompt"], meta["model_id"],
                     meta["guidance_scale"], meta["scheduler_config"], meta["method"], tensors.get("token_embeddings"),
                     meta["settings"], meta["losses"], meta["inner_steps"], UNetCost(cost["forward"], cost["backward"]),
-                    meta["versions"], tensors.get("maps"), meta.get("trace", {}))
+                    meta["versions"], tensors.get("maps"), meta.get("trace", {}), meta.get("fingerprint", {}))
     return inversion if bundle is None else inversion.check(bundle)
 
 

@@ -5,6 +5,7 @@
 # %% ../nbs/01_models.ipynb #35e7ff88
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from importlib import resources
@@ -26,7 +27,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 # %% auto #0
 __all__ = ['TINY_WORDS', 'TOY_MODEL', 'default_attn_res', 'Bundle', 'clip_bpe_tokenizer', 'sd_scheduler', 'tiny_bundle',
-           'load_image', 'to_pil', 'load_bundle', 'UNetCost', 'UNetCounter', 'atomic_write']
+           'load_image', 'to_pil', 'load_bundle', 'model_fingerprint', 'same_model', 'UNetCost', 'UNetCounter',
+           'atomic_write']
 
 # %% ../nbs/01_models.ipynb #ef73c75d
 def default_attn_res(unet: UNet2DConditionModel) -> int:
@@ -312,8 +314,33 @@ def load_bundle(name_or_path: str | os.PathLike = "CompVis/stable-diffusion-v1-4
     _freeze(unet, text_encoder, vae)
     meta = json.loads((folder / "dpl_nb.json").read_text()) if (folder / "dpl_nb.json").is_file() else {}
     vocabulary = tuple(meta["vocabulary"]) if "vocabulary" in meta else None
-    bundle = Bundle(unet, text_encoder, tokenizer, scheduler, vae, attn_res or default_attn_res(unet), name, vocabulary)
+    model_id = name if name == "toy" or not folder.is_dir() else str(folder.resolve())  # a folder by where it really is
+    bundle = Bundle(unet, text_encoder, tokenizer, scheduler, vae, attn_res or default_attn_res(unet), model_id, vocabulary)
     return bundle.to(device)
+
+# %% ../nbs/01_models.ipynb #d90141b0
+_MACHINE_KEYS = ("transformers_version", "torch_dtype", "dtype", "architectures")  # say nothing about the weights
+
+
+def model_fingerprint(bundle: Bundle) -> dict:
+    "What identifies a model's weights whatever name it was loaded by: a hash of its configs and vocabulary, and weight norms"
+    parts = {"unet": bundle.unet, "text_encoder": bundle.text_encoder, "vae": bundle.vae}
+    configs, norms = {}, []
+    for name, module in parts.items():
+        if module is None:
+            continue
+        config = module.config.to_dict() if hasattr(module.config, "to_dict") else dict(module.config)
+        configs[name] = {k: v for k, v in config.items() if not k.startswith("_") and k not in _MACHINE_KEYS}
+        params = list(module.parameters())
+        norms += [float(params[i].detach().float().norm()) for i in (0, len(params) // 2, -1)]
+    text = json.dumps([configs, sorted(bundle.tokenizer.get_vocab().items())], sort_keys=True, default=str)
+    return {"config": hashlib.sha256(text.encode()).hexdigest()[:16], "weight_norms": norms}
+
+
+def same_model(a: dict, b: dict, rtol: float = 1e-3) -> bool:
+    "Whether two fingerprints name one model (weight norms within `rtol`: casting to fp16 or bf16 moves them far less)"
+    return a["config"] == b["config"] and len(a["weight_norms"]) == len(b["weight_norms"]) and bool(
+        np.allclose(a["weight_norms"], b["weight_norms"], rtol=rtol, atol=0))
 
 # %% ../nbs/01_models.ipynb #a88f6b3e
 @dataclass

@@ -110,6 +110,20 @@ def test_inversion_from_another_model(toy_inversion, tmp_path):
         Inversion.load(path, tiny_bundle(seed=0))
 
 
+def test_inversion_follows_the_weights_not_the_name(toy, toy_inversion, tmp_path):
+    import dataclasses
+    from dpl_nb.models import TOY_MODEL
+    path = toy_inversion.save(tmp_path / "inv.safetensors")
+    same = load_bundle(TOY_MODEL)                       # the toy's weights from their folder: another name, same model
+    assert same.model_id == str(TOY_MODEL.resolve()) != toy_inversion.model_id
+    edited = edit(same, Inversion.load(path, same), PROMPT.replace("circle", "ring"), progress=False)
+    assert edited.edited.size == (32, 32)
+    old = dataclasses.replace(toy_inversion, fingerprint={}).save(tmp_path / "old.safetensors")  # made before fingerprints
+    assert Inversion.load(old, toy).model_id == "toy"   # checked by name, as then
+    with pytest.raises(ValueError, match="made with the model 'toy'"):
+        Inversion.load(old, same)
+
+
 def test_truncated_inversion_file(toy, toy_inversion, tmp_path):
     path = toy_inversion.save(tmp_path / "inv.safetensors")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -171,7 +185,9 @@ def test_cli_rejects(row, files, toy_inversion, tmp_path, capsys):
     import dataclasses
     from dpl_nb.cli import main
     inv = str(toy_inversion.save(tmp_path / "inv.safetensors"))
-    other = str(dataclasses.replace(toy_inversion, model_id="tiny-0").save(tmp_path / "other.safetensors"))
+    from dpl_nb.models import model_fingerprint
+    other = str(dataclasses.replace(toy_inversion, model_id="tiny-0", fingerprint=model_fingerprint(tiny_bundle(seed=0))
+                                    ).save(tmp_path / "other.safetensors"))
     trunc = tmp_path / "trunc.safetensors"
     trunc.write_bytes(Path(inv).read_bytes()[:1000])
     out_dir = tmp_path / "out"
