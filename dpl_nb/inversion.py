@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .models import Bundle, UNetCost, UNetCounter, atomic_write, model_fingerprint, same_model
-from .prompts import encode_prompts, parse_prompt, span_positions, tokenize_prompts
+from .prompts import encode_prompts, parse_prompt, span_positions, tokenize_prompts, word_spans
 
 # %% auto #0
 __all__ = ['NTI_PRESETS', 'FORMAT_VERSION', 'check_num_steps', 'ddim_scheduler', 'inverse_scheduler', 'ddim_invert',
@@ -258,9 +258,7 @@ def word_embeddings(bundle: Bundle, prompt: str) -> torch.Tensor:
 
 def _occurrences(tokenizer, text: str, word: str, within: tuple[int, int] | None = None) -> list[list[int]]:
     "Token positions of each whole-word occurrence of `word` in `text` (or in its characters `within`), in order"
-    start, end = within or (0, len(text))
-    found = re.finditer(rf"(?<!\w){re.escape(word)}(?!\w)", text[start:end], re.IGNORECASE)
-    return [span_positions(tokenizer, text, start + m.start(), start + m.end()) for m in found]
+    return [span_positions(tokenizer, text, s, e) for s, e in word_spans(text, word, within)]
 
 
 def _token_rows(tokenizer, source: str, prompts: list[str], vectors: torch.Tensor) -> list[tuple[int, list, torch.Tensor]]:

@@ -14,8 +14,8 @@ import torch
 from .models import Bundle
 
 # %% auto #0
-__all__ = ['MAX_TOKENS', 'count_tokens', 'check_length', 'span_positions', 'word_positions', 'DynamicWord', 'Prompt',
-           'parse_prompt', 'show_tokens', 'tokenize_prompts', 'check_vocabulary', 'encode_prompts',
+__all__ = ['MAX_TOKENS', 'count_tokens', 'check_length', 'span_positions', 'word_spans', 'word_positions', 'DynamicWord',
+           'Prompt', 'parse_prompt', 'show_tokens', 'tokenize_prompts', 'check_vocabulary', 'encode_prompts',
            'replacement_mapper', 'needleman_wunsch', 'refinement_mapper']
 
 # %% ../nbs/02_prompts.ipynb #31f7f3b5
@@ -46,6 +46,13 @@ def span_positions(tokenizer, text: str, start: int, end: int) -> list[int]:
     return [i + 1 for i, (s, e) in enumerate(_offsets(tokenizer, text)) if s < end and e > start]
 
 
+def word_spans(text: str, word: str, within: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+    "Character spans of every whole-word occurrence of `word` in `text` (case-insensitive), or in its characters `within`"
+    start, end = within or (0, len(text))
+    found = re.finditer(rf"(?<!\w){re.escape(word.strip())}(?!\w)", text[start:end], re.IGNORECASE)
+    return [(start + m.start(), start + m.end()) for m in found] if word.strip() else []
+
+
 def word_positions(tokenizer, text: str, word: str | int) -> list[int]:
     "Token positions of every occurrence of `word` (a string, whole words only) or of the `word`-th word of `text`"
     if isinstance(word, int):
@@ -54,8 +61,8 @@ def word_positions(tokenizer, text: str, word: str | int) -> list[int]:
             raise ValueError(f"word index {word} is out of range: {text!r} has {len(spans)} words")
         spans = [spans[word]]
     else:
-        spans = [m.span() for m in re.finditer(rf"(?<!\w){re.escape(word.strip())}(?!\w)", text, re.IGNORECASE)]
-        if not word.strip() or not spans:
+        spans = word_spans(text, word)
+        if not spans:
             raise ValueError(f"the word {word!r} is not in the prompt {text!r}")
     return [p for s, e in spans for p in span_positions(tokenizer, text, s, e)]
 
