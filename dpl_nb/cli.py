@@ -15,6 +15,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -447,6 +448,19 @@ def _library_bars(enabled: bool):
                 m.enable_progress_bar()
 
 
+@contextmanager
+def _warnings_in_one_line():
+    "Within the block, a warning prints as one line `dpl_nb: warning: ...`, without Python's source line"
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"dpl_nb: warning: {_one_line(message) if isinstance(message, BaseException) else ' '.join(str(message).split())}",
+              file=sys.stderr, flush=True)
+    previous, warnings.showwarning = warnings.showwarning, show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def main(argv: list[str] | None = None) -> int:
     "Run the `dpl_nb` command line on `argv` (default: `sys.argv[1:]`) and return its exit status"
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
@@ -455,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command is None:
             raise UsageError("choose a command: demo, invert, edit or show (see dpl_nb --help)")
-        with _library_bars(not args.quiet):
+        with _library_bars(not args.quiet), _warnings_in_one_line():
             COMMANDS[args.command](args)
         return 0
     except SystemExit as stop:  # --help and --version

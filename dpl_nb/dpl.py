@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .attention import AttentionStore, capture
 from .background import BackgroundMasks, find_background
 from .inversion import (NTI_PRESETS, Inversion, NTIConfig, check_num_steps, ddim_scheduler, encode_with_tokens,
-                              null_text_step, sample, word_embeddings)
+                              loss_scaler, null_text_step, sample, word_embeddings)
 from .losses import LossConfig, dpl_losses
 from .models import Bundle, UNetCounter, model_fingerprint
 from .prompts import encode_prompts, parse_prompt
@@ -151,20 +151,22 @@ def token_step(bundle: Bundle, step: int, latent: torch.Tensor, t, prompt: str,
                background: torch.Tensor | None, config: DPLConfig, store: AttentionStore, cost) -> TokenStep:
     "Update the dynamic tokens until the losses are below this step's thresholds, or `config.token_steps` passes"
     optimizer = torch.optim.AdamW([tokens], lr=config.lr, weight_decay=config.weight_decay)
+    scaler = loss_scaler(bundle)
     thresholds, history, r = config.losses.thresholds(step), [], bundle.attn_res
     noise, maps, updates = None, None, 0
     for _ in range(config.token_steps):
         with torch.enable_grad():
             cond = encode_dynamic(bundle, prompt, tokens, positions, config.word_gradients)
-            noise = bundle.unet(latent, t, encoder_hidden_states=cond).sample
-            maps = store.mean("cross", queries=r * r)[0].reshape(r, r, -1)
+            noise = bundle.predict_noise(latent, t, cond)
+            maps = store.mean("cross", queries=r * r)[0].reshape(r, r, -1).float()  # losses in fp32
             values = dpl_losses(maps, positions, background, config.losses, step)
             history.append(values.as_dict())
             if values.below(thresholds):
                 return TokenStep(maps.detach(), noise.detach(), history, updates)
             optimizer.zero_grad()
-            values.total.backward()
-        optimizer.step()
+            scaler.scale(values.total).backward()
+        scaler.step(optimizer)
+        scaler.update()
         cost.backward += latent.shape[0]  # the backward stops inside the UNet; counted as a whole one
         updates += 1
     return TokenStep(maps.detach() if maps is not None else None, None, history, updates)

@@ -26,8 +26,8 @@ from .prompts import encode_prompts, parse_prompt, span_positions, tokenize_prom
 
 # %% auto #0
 __all__ = ['NTI_PRESETS', 'FORMAT_VERSION', 'check_num_steps', 'ddim_scheduler', 'inverse_scheduler', 'ddim_invert',
-           'guided_noise', 'nti_lr', 'nti_threshold', 'NullTextStep', 'null_text_step', 'NTIConfig', 'nti_config',
-           'NullText', 'null_text_invert', 'library_versions', 'Inversion', 'word_embeddings',
+           'guided_noise', 'loss_scaler', 'nti_lr', 'nti_threshold', 'NullTextStep', 'null_text_step', 'NTIConfig',
+           'nti_config', 'NullText', 'null_text_invert', 'library_versions', 'Inversion', 'word_embeddings',
            'token_embeddings_replaced', 'encode_with_tokens', 'BatchLayout', 'sample', 'reconstruct', 'encode_image',
            'invert']
 
@@ -61,10 +61,9 @@ def ddim_invert(bundle: Bundle, z0: torch.Tensor, cond: torch.Tensor, num_steps:
                 ) -> torch.Tensor:
     "DDIM inversion of latents `z0` under text embeddings `cond` (no guidance): all `num_steps + 1` latents, z0 first"
     scheduler = inverse_scheduler(bundle.scheduler.config, num_steps)
-    cond = cond.to(bundle.device, bundle.dtype)
-    latents = [z0.to(bundle.device, bundle.dtype)]
+    latents = [z0.to(bundle.device, torch.float32)]  # fp32 whatever the model's dtype: only the UNet's inputs are cast
     for t in tqdm(scheduler.timesteps, desc="DDIM inversion", disable=not progress, leave=False):
-        noise = bundle.unet(latents[-1], t, encoder_hidden_states=cond).sample
+        noise = bundle.predict_noise(latents[-1], t, cond)
         latents.append(scheduler.step(noise, t, latents[-1]).prev_sample)
     return torch.stack(latents)
 
@@ -72,6 +71,11 @@ def ddim_invert(bundle: Bundle, z0: torch.Tensor, cond: torch.Tensor, num_steps:
 def guided_noise(noise_uncond: torch.Tensor, noise_cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     "Classifier-free guidance: eps_u + w (eps_c - eps_u)"
     return noise_uncond + guidance_scale * (noise_cond - noise_uncond)
+
+
+def loss_scaler(bundle: Bundle) -> torch.amp.GradScaler:
+    "A gradient scaler for optimising through the UNet: dynamic loss scaling in fp16, a no-op in fp32 and bf16"
+    return torch.amp.GradScaler(bundle.device.type, init_scale=2.0 ** 16, enabled=bundle.dtype == torch.float16)
 
 # %% ../nbs/04_inversion.ipynb #3070f69e
 def nti_lr(step: int, lr: float = 1e-2) -> float:
@@ -103,27 +107,30 @@ def null_text_step(bundle: Bundle, scheduler: DDIMScheduler, step: int, latent: 
                    ) -> NullTextStep:
     "Optimise the null embedding so one guided DDIM step from `latent` lands on `target` (UNet frozen)"
     t = scheduler.timesteps[step]
+    latent, target = latent.float(), target.float()
     if noise_cond is None:
         with torch.no_grad():
-            noise_cond = bundle.unet(latent, t, encoder_hidden_states=cond).sample  # once per step
-    noise_cond = noise_cond.detach()
-    null = null.detach().clone().requires_grad_(True)
+            noise_cond = bundle.predict_noise(latent, t, cond)  # once per step
+    noise_cond = noise_cond.detach().float()
+    null = null.detach().float().clone().requires_grad_(True)  # an fp32 master copy, whatever the model's dtype
     optimizer = torch.optim.Adam([null], lr=nti_lr(step, lr))
+    scaler = loss_scaler(bundle)
     loss, taken = float("nan"), 0
     with torch.enable_grad():
         for taken in range(1, inner_steps + 1):
-            noise_uncond = bundle.unet(latent, t, encoder_hidden_states=null).sample
+            noise_uncond = bundle.predict_noise(latent, t, null)
             previous = scheduler.step(guided_noise(noise_uncond, noise_cond, guidance_scale), t, latent).prev_sample
             error = F.mse_loss(previous, target)
             optimizer.zero_grad()
-            error.backward()
-            optimizer.step()
+            scaler.scale(error).backward()
+            scaler.step(optimizer)
+            scaler.update()
             loss = error.item()
             if loss < nti_threshold(step, epsilon):
                 break
     null = null.detach()
     with torch.no_grad():
-        noise_uncond = bundle.unet(latent, t, encoder_hidden_states=null).sample
+        noise_uncond = bundle.predict_noise(latent, t, null)
         latent = scheduler.step(guided_noise(noise_uncond, noise_cond, guidance_scale), t, latent).prev_sample
     return NullTextStep(null, latent, loss, taken)
 
@@ -349,13 +356,13 @@ def sample(bundle: Bundle, inversion: Inversion, prompts: list[str] | None = Non
     scheduler = ddim_scheduler(inversion.scheduler_config, inversion.num_steps)
     tokens = inversion.token_embeddings
     cond = None if tokens is not None else encode_with_tokens(bundle, prompts, inversion.prompt, None)
-    latents = inversion.final_latent.to(device, dtype).expand(n, -1, -1, -1)
+    latents = inversion.final_latent.to(device, torch.float32).expand(n, -1, -1, -1)
     for i, t in enumerate(tqdm(scheduler.timesteps, desc="sampling", disable=not progress, leave=False)):
         for controller in controllers:
             controller.step, controller.layout = i, layout
         step_cond = cond if tokens is None else encode_with_tokens(bundle, prompts, inversion.prompt, tokens[i])
         null = inversion.null_embeddings[i].to(device, dtype).expand(n, -1, -1)
-        noise = bundle.unet(torch.cat([latents, latents]), t, encoder_hidden_states=torch.cat([null, step_cond])).sample
+        noise = bundle.predict_noise(torch.cat([latents, latents]), t, torch.cat([null, step_cond]))
         noise_uncond, noise_cond = noise.chunk(2)
         latents = scheduler.step(guided_noise(noise_uncond, noise_cond, inversion.guidance_scale), t, latents).prev_sample
         if after_step is not None:

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers.utils import logging as diffusers_logging
 from huggingface_hub import constants as hf_constants
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tokenizers import pre_tokenizers
@@ -78,9 +79,22 @@ class Bundle:
     def to(self, device=None, dtype=None) -> Bundle:
         "Move every model to `device` / `dtype` (in place) and return the bundle"
         kwargs = {k: v for k, v in dict(device=device, dtype=dtype).items() if v is not None}
-        for m in (self.unet, self.text_encoder, self.vae):
-            if m is not None and kwargs: m.to(**kwargs)
+        verbosity = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity_error()  # its "modules to keep in float32: []" notice names none here
+        try:
+            for m in (self.unet, self.text_encoder, self.vae):
+                if m is not None and kwargs: m.to(**kwargs)
+        finally:
+            diffusers_logging.set_verbosity(verbosity)
+        if self.device.type == "cpu" and self.dtype in (torch.float16, torch.bfloat16):
+            warnings.warn(f"the model is in {self.dtype} on a CPU: most CPUs have no native half-precision arithmetic, "
+                          "so it runs many times slower than in float32; use dtype=torch.float32 on a CPU", stacklevel=2)
         return self
+
+    def predict_noise(self, latents: torch.Tensor, t, cond: torch.Tensor) -> torch.Tensor:
+        "The UNet's noise prediction for `latents` at timestep `t` under text embeddings `cond`, in fp32"
+        return self.unet(latents.to(self.device, self.dtype), t,
+                         encoder_hidden_states=cond.to(self.device, self.dtype)).sample.float()
 
 # %% ../nbs/01_models.ipynb #deb94bac
 def clip_bpe_tokenizer(words, max_length: int = 77) -> CLIPTokenizer:

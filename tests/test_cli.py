@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -180,6 +181,18 @@ def test_edit_jpeg_and_explicit_blend(capsys, files, tmp_path):
     out = tmp_path / "edit.jpg"
     assert run(capsys, "edit", files["nti"], "--target", TARGET, "--blend", "circle:triangle", "-o", out, "--quiet")[0] == 0
     assert Image.open(out).format == "JPEG"
+
+
+def test_edit_in_half_precision_on_a_cpu(capsys, files, tmp_path):
+    "fp16 on a CPU: one warning line, and the same picture as fp32 (it was all black when the nulls were fp16)"
+    full, half = tmp_path / "fp32.png", tmp_path / "fp16.png"
+    assert run(capsys, "edit", files["nti"], "--target", TARGET, "--blend", "circle", "-o", full, "--quiet")[0] == 0
+    status, out, err = run(capsys, "edit", files["nti"], "--target", TARGET, "--blend", "circle", "--dtype", "float16",
+                           "-o", half, "--quiet")
+    assert status == 0 and out == [f"wrote {half}"]
+    assert len(err) == 1 and err[0].startswith("dpl_nb: warning: the model is in torch.float16 on a CPU"), err
+    a, b = (torch.from_numpy(np.asarray(Image.open(p), dtype=np.float32)) for p in (full, half))
+    assert b.mean() > 20 and (a - b).abs().mean() < 3, ((a - b).abs().mean(), b.mean())
 
 
 @pytest.mark.parametrize("method", ["dpl", "nti"])
