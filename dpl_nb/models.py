@@ -21,15 +21,15 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from diffusers.utils import logging as diffusers_logging
-from huggingface_hub import constants as hf_constants
+from huggingface_hub import constants as hf_constants, hf_hub_download
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tokenizers import pre_tokenizers
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 # %% auto #0
-__all__ = ['TINY_WORDS', 'TOY_MODEL', 'default_attn_res', 'Bundle', 'clip_bpe_tokenizer', 'sd_scheduler', 'tiny_bundle',
-           'load_image', 'to_pil', 'load_bundle', 'model_fingerprint', 'same_model', 'UNetCost', 'UNetCounter',
-           'atomic_write']
+__all__ = ['TINY_WORDS', 'TOY_MODEL', 'SUPPORTED', 'default_attn_res', 'Bundle', 'clip_bpe_tokenizer', 'sd_scheduler',
+           'tiny_bundle', 'load_image', 'to_pil', 'check_supported', 'ddim_from', 'load_bundle', 'model_fingerprint',
+           'same_model', 'UNetCost', 'UNetCounter', 'atomic_write']
 
 # %% ../nbs/01_models.ipynb #ef73c75d
 def default_attn_res(unet: UNet2DConditionModel) -> int:
@@ -219,7 +219,7 @@ def _as_images(bundle: Bundle, images) -> torch.Tensor:
                          f"got {tuple(images.shape[-2:])}; use load_image(image, size)")
     if not torch.isfinite(images).all():
         raise ValueError("images contain NaN or infinite values; pass pixels in [-1, 1] (load_image makes them)")
-    return images.to(bundle.device, bundle.dtype)
+    return images.to(bundle.device, bundle.dtype if bundle.vae is None else bundle.vae.dtype)
 
 
 @torch.no_grad()
@@ -236,7 +236,7 @@ def _encode(self: Bundle, images, generator: torch.Generator | None = None) -> t
 @torch.no_grad()
 def _decode(self: Bundle, latents: torch.Tensor) -> torch.Tensor:
     "Latents to images `(B, 3, H, W)` in [-1, 1]"
-    latents = latents.to(self.device, self.dtype)
+    latents = latents.to(self.device, self.dtype if self.vae is None else self.vae.dtype)
     if self.vae is None:
         return latents.clamp(-1, 1)
     return self.vae.decode(latents / self.vae.config.scaling_factor).sample.clamp(-1, 1)
@@ -278,25 +278,94 @@ def _missing_weights(name: str, why: str, err: Exception | None = None) -> FileN
         + detail)
 
 
-def _load_parts(source: str, has_vae: bool, dtype: torch.dtype, local_files_only: bool):
-    kw = dict(local_files_only=local_files_only)
+SUPPORTED = ("Stable Diffusion 1.x and models of its layout (a UNet2DConditionModel that predicts the noise from "
+             "latents of as many channels as it returns, a CLIP text encoder, optionally a VAE)")
+
+
+def check_supported(name: str, model_index: dict, unet_config: dict, scheduler_config: dict) -> None:
+    "Raise one clear line if these configs describe a model dpl_nb does not support (they are read before any weights)"
+    kind, unet_class = str(model_index.get("_class_name", "")), unet_config.get("_class_name", "UNet2DConditionModel")
+    channels = unet_config.get("in_channels"), unet_config.get("out_channels")
+    if "text_encoder_2" in model_index or "XL" in kind or unet_config.get("addition_embed_type"):
+        found = f"an SDXL model ({kind or 'its UNet adds text-time embeddings'}: two text encoders, added embeddings)"
+    elif unet_class != "UNet2DConditionModel":
+        found = f"a model whose denoiser is a {unet_class}"
+    elif channels[0] != channels[1]:
+        extra = "an inpainting model (latent, mask, masked image)" if channels[0] == 9 else "extra image inputs (depth, upscaling)"
+        found = f"a UNet that takes {channels[0]} channels and predicts {channels[1]}: {extra}"
+    elif unet_config.get("class_embed_type") or unet_config.get("encoder_hid_dim_type"):
+        found = "a UNet conditioned on class or image embeddings (unCLIP, IF and the like)"
+    elif scheduler_config.get("prediction_type", "epsilon") != "epsilon":
+        found = f"a model that predicts {scheduler_config['prediction_type']!r}, not the noise (SD 2.x at 768x768 is one)"
+    else:
+        return
+    raise ValueError(f"{name}: found {found}; dpl_nb supports {SUPPORTED}. SDXL and SD 2.x are not supported yet")
+
+
+def _config_kw(kw: dict) -> dict:
+    "The loading options that configs and tokenizers take (weights alone come in variants)"
+    return {k: v for k, v in kw.items() if k != "variant"}
+
+
+def _model_index(source: str, kw: dict) -> dict:
+    "The pipeline's model_index.json, or {} for a folder of parts without one (the toy model's)"
+    if Path(source).is_dir():
+        path = Path(source) / "model_index.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        return json.loads(Path(hf_hub_download(source, "model_index.json", revision=kw.get("revision"),
+                                               local_files_only=kw["local_files_only"])).read_text())
+    except (OSError, ValueError):  # a hub repository of parts only
+        return {}
+
+
+def ddim_from(config) -> DDIMScheduler:
+    "DDIM with a model's noise schedule, set up as NTI and DPL use it (eta 0, no clipping, alpha_T from the schedule)"
+    return DDIMScheduler.from_config(config, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+
+
+def _part_dtypes(dtype: torch.dtype | dict) -> dict[str, torch.dtype]:
+    "The dtype of each part from one dtype or a dict by part name, with 'default' for the parts it does not name"
+    if not isinstance(dtype, dict):
+        dtype = {"default": dtype}
+    unknown = set(dtype) - {"default", "unet", "text_encoder", "vae"}
+    if unknown or not all(isinstance(d, torch.dtype) for d in dtype.values()):
+        raise ValueError(f"dtype: give a torch dtype, or a dict of them by part ('unet', 'text_encoder', 'vae', "
+                         f"'default'), e.g. {{'unet': torch.float16, 'default': torch.float32}}; got {dtype!r}")
+    return {part: dtype.get(part, dtype.get("default", torch.float32)) for part in ("unet", "text_encoder", "vae")}
+
+
+def _load_parts(source: str, has_vae: bool, dtype: torch.dtype | dict, local_files_only: bool, **hub):
+    kw = dict(local_files_only=local_files_only, **hub)
+    dtypes = _part_dtypes(dtype)
     with warnings.catch_warnings():  # diffusers' load_config passes an argument huggingface_hub deprecated
         warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
-        scheduler_config = DDIMScheduler.load_config(source, subfolder="scheduler", **kw)
-    tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kw)
-    text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", torch_dtype=dtype, **kw)
-    unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, **kw)
-    vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype, **kw) if has_vae else None
-    scheduler = DDIMScheduler.from_config(scheduler_config, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    return unet, text_encoder, tokenizer, scheduler, vae
+        scheduler_config = DDIMScheduler.load_config(source, subfolder="scheduler", **_config_kw(kw))
+        unet_config = UNet2DConditionModel.load_config(source, subfolder="unet", **_config_kw(kw))
+        check_supported(source, _model_index(source, kw), unet_config, scheduler_config)  # before any weights load
+    tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **_config_kw(kw))
+    text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", torch_dtype=dtypes["text_encoder"], **kw)
+    unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtypes["unet"], **kw)
+    vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtypes["vae"], **kw) if has_vae else None
+    return unet, text_encoder, tokenizer, ddim_from(scheduler_config), vae
 
 
 def load_bundle(name_or_path: str | os.PathLike = "CompVis/stable-diffusion-v1-4",
                 device: str | torch.device = "cpu",  # where the models run
-                dtype: torch.dtype = torch.float32,  # fp32 is what the method is specified in
+                dtype: torch.dtype | dict = torch.float32,  # or by part: {"unet": torch.float16, "default": torch.float32}
                 attn_res: int | None = None,  # side of the maps DPL reads; None: second-to-last down block
+                revision: str | None = None,  # a hub revision (branch, tag or commit)
+                variant: str | None = None,  # a weights variant, e.g. "fp16" for *.fp16.safetensors
+                torch_dtype: torch.dtype | dict | None = None,  # diffusers' name for `dtype`; give one of the two
                 ) -> Bundle:
     "Load a Stable Diffusion 1.x model (local folder or hub id) as a frozen `Bundle` with a DDIM scheduler"
+    if torch_dtype is not None:
+        if dtype is not torch.float32 and dtype != torch_dtype:
+            raise ValueError(f"give dtype or torch_dtype (the same option under diffusers' name), not both: "
+                             f"got dtype={dtype!r} and torch_dtype={torch_dtype!r}")
+        dtype = torch_dtype
+    _part_dtypes(dtype)  # a bad dtype fails before anything loads
+    hub = {k: v for k, v in dict(revision=revision, variant=variant).items() if v is not None}
     name = str(name_or_path)
     folder = TOY_MODEL if name == "toy" else Path(name).expanduser()
     if name == "toy" and not (folder / "unet").is_dir():
@@ -306,13 +375,13 @@ def load_bundle(name_or_path: str | os.PathLike = "CompVis/stable-diffusion-v1-4
         if missing:
             raise FileNotFoundError(f"{folder} is not a diffusers model folder: it has no {', '.join(missing)} "
                                     "subfolder(s). Save a pipeline with save_pretrained(folder), or pass a hub id.")
-        parts = _load_parts(str(folder), (folder / "vae").is_dir(), dtype, local_files_only=True)
+        parts = _load_parts(str(folder), (folder / "vae").is_dir(), dtype, local_files_only=True, **hub)
     elif _looks_like_path(name):
         raise FileNotFoundError(f"No model folder at {folder}. Pass an existing folder in the diffusers layout "
                                 "(unet/, text_encoder/, tokenizer/, scheduler/, vae/) or a hub id.")
     else:
         try:  # weights already in the Hugging Face cache: no network at all
-            parts = _load_parts(name, True, dtype, local_files_only=True)
+            parts = _load_parts(name, True, dtype, local_files_only=True, **hub)
         except OSError as err:  # hub and file errors (EntryNotFound, LocalEntryNotFound, ...) are OSErrors
             if _hub_offline():
                 raise _missing_weights(name, "they are not in the local Hugging Face cache and HF_HUB_OFFLINE=1 "
@@ -321,7 +390,7 @@ def load_bundle(name_or_path: str | os.PathLike = "CompVis/stable-diffusion-v1-4
                 raise _missing_weights(name, f"they are not in the local Hugging Face cache and the hub "
                                              f"({hf_constants.ENDPOINT}) cannot be reached from this machine") from None
             try:
-                parts = _load_parts(name, True, dtype, local_files_only=False)
+                parts = _load_parts(name, True, dtype, local_files_only=False, **hub)
             except OSError as err:
                 raise _missing_weights(name, "the hub has no such model, or it is gated", err) from err
     unet, text_encoder, tokenizer, scheduler, vae = parts
@@ -331,6 +400,28 @@ def load_bundle(name_or_path: str | os.PathLike = "CompVis/stable-diffusion-v1-4
     model_id = name if name == "toy" or not folder.is_dir() else str(folder.resolve())  # a folder by where it really is
     bundle = Bundle(unet, text_encoder, tokenizer, scheduler, vae, attn_res or default_attn_res(unet), model_id, vocabulary)
     return bundle.to(device)
+
+
+def _from_pipe(cls, pipe,  # a diffusers StableDiffusionPipeline (or one with its parts: unet, text_encoder, tokenizer, scheduler, vae)
+               attn_res: int | None = None,  # side of the maps DPL reads; None: second-to-last down block
+               ) -> Bundle:
+    "A `Bundle` that shares the modules of a pipeline you already have (no copy; they are frozen in place), with DDIM"
+    missing = [p for p in ("unet", "text_encoder", "tokenizer", "scheduler") if getattr(pipe, p, None) is None]
+    if missing:
+        raise ValueError(f"from_pipe: {type(pipe).__name__} has no {', '.join(missing)}; pass a Stable Diffusion "
+                         "pipeline (StableDiffusionPipeline.from_pretrained(...)); to load a model by name or folder, use load_bundle")
+    index = dict(getattr(pipe, "config", {}) or {})
+    check_supported(type(pipe).__name__, {**index, "_class_name": type(pipe).__name__}, dict(pipe.unet.config),
+                    dict(pipe.scheduler.config))
+    vae = getattr(pipe, "vae", None)
+    _freeze(pipe.unet, pipe.text_encoder, vae)
+    name = str(index.get("_name_or_path") or getattr(pipe, "name_or_path", "") or type(pipe).__name__)
+    model_id = str(Path(name).expanduser().resolve()) if Path(name).expanduser().is_dir() else name
+    return cls(pipe.unet, pipe.text_encoder, pipe.tokenizer, ddim_from(pipe.scheduler.config), vae,
+               attn_res or default_attn_res(pipe.unet), model_id)
+
+
+Bundle.from_pipe = classmethod(_from_pipe)
 
 # %% ../nbs/01_models.ipynb #d90141b0
 _MACHINE_KEYS = ("transformers_version", "torch_dtype", "dtype", "architectures")  # say nothing about the weights

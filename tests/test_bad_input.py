@@ -13,7 +13,7 @@ from PIL import Image
 import dpl_nb.inversion as inversion_module
 from dpl_nb.dpl import dpl_invert
 from dpl_nb.inversion import Inversion, invert
-from dpl_nb.models import load_bundle, load_image, tiny_bundle
+from dpl_nb.models import Bundle, load_bundle, load_image, tiny_bundle
 from dpl_nb.p2p import edit
 from dpl_nb.prompts import parse_prompt
 
@@ -80,6 +80,12 @@ LIBRARY_CASES = [
                                                                     progress=False), ValueError, "cross"),
     ("an unknown device", lambda t, f, i: load_bundle("toy", device="tpu"), (ValueError, RuntimeError), "tpu"),
     ("a missing model folder", lambda t, f, i: load_bundle(f / "no-such-model"), FileNotFoundError, "no-such-model"),
+    ("a dtype that is not a torch dtype", lambda t, f, i: load_bundle("toy", dtype={"unet": "fp16"}), ValueError,
+     "a dict of them by part"),
+    ("dtype and torch_dtype both, differing", lambda t, f, i: load_bundle("toy", dtype=torch.float16,
+                                                                          torch_dtype=torch.bfloat16), ValueError, "not both"),
+    ("Bundle.from_pipe of a model id instead of a pipeline", lambda t, f, i: Bundle.from_pipe("CompVis/stable-diffusion-v1-4"),
+     ValueError, "use load_bundle"),
 ]
 
 

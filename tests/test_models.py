@@ -109,3 +109,73 @@ def test_unet_counter_counts_batches_and_backward(bundle):
     with UNetCounter(bundle.unet) as cost:
         bundle.unet(x, 5, encoder_hidden_states=c).sample.sum().backward()
     assert (cost.forward, cost.backward) == (3, 3)
+
+
+# --- models dpl_nb does not support: refused when loaded, from their configs, with one line ----------------------
+
+def _tiny_sdxl_folder(path):
+    "A random-weight SDXL pipeline of diffusers' tiny test topology, saved in the diffusers layout"
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
+                                use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+                                transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80,
+                                cross_attention_dim=64)
+    vae = AutoencoderKL(block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2)
+    tokenizer = tiny_bundle().tokenizer
+    config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                            num_attention_heads=4, projection_dim=32)
+    pipe = StableDiffusionXLPipeline(vae, CLIPTextModel(config), CLIPTextModelWithProjection(config), tokenizer,
+                                     tokenizer, unet, EulerDiscreteScheduler())
+    pipe.save_pretrained(path)
+    return pipe
+
+
+def _tiny_inpainting_folder(bundle, path):
+    "The tiny SD 1.x pipeline with a 9-channel UNet (latent, mask, masked image), as SD inpainting models have"
+    from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
+    unet = UNet2DConditionModel.from_config({**bundle.unet.config, "in_channels": 9})
+    pipe = StableDiffusionInpaintPipeline(bundle.vae, bundle.text_encoder, bundle.tokenizer, unet, bundle.scheduler,
+                                          safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(path)
+    return pipe
+
+
+@pytest.mark.parametrize("kind", ["sdxl", "inpainting"])
+def test_unsupported_folders_are_refused_before_any_weights_load(bundle, tmp_path, monkeypatch, capsys, kind):
+    from diffusers import ModelMixin
+    from transformers import PreTrainedModel
+    from dpl_nb.cli import main
+    from dpl_nb.models import Bundle
+    pipe = _tiny_sdxl_folder(tmp_path) if kind == "sdxl" else _tiny_inpainting_folder(bundle, tmp_path)
+    needle = "found an SDXL model" if kind == "sdxl" else "an inpainting model"
+    with pytest.raises(ValueError, match=needle) as err:
+        Bundle.from_pipe(pipe)
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights were read before the model was refused")
+    monkeypatch.setattr(ModelMixin, "from_pretrained", classmethod(no_weights))
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained", classmethod(no_weights))
+    with pytest.raises(ValueError, match=needle) as err:
+        load_bundle(tmp_path)
+    assert "\n" not in str(err.value) and "dpl_nb supports Stable Diffusion 1.x" in str(err.value)
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (64, 64)).save(image)
+    assert main(["invert", image, "--prompt", "a {cat}", "--model", tmp_path, "-o", tmp_path / "x.safetensors"]) == 2
+    err_lines = capsys.readouterr().err.splitlines()
+    assert len([l for l in err_lines if l.startswith("dpl_nb: error: ")]) == 1 and needle in err_lines[-1]
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_from_pipe_shares_the_modules(bundle):
+    from dpl_nb.models import Bundle
+    pipe = StableDiffusionPipeline(bundle.vae, bundle.text_encoder, bundle.tokenizer, bundle.unet, bundle.scheduler,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    wrapped = Bundle.from_pipe(pipe)
+    assert wrapped.unet is pipe.unet and wrapped.vae is pipe.vae and wrapped.tokenizer is pipe.tokenizer
+    assert wrapped.scheduler.config.clip_sample is False and wrapped.scheduler is not pipe.scheduler
+    with pytest.raises(ValueError, match="has no unet"):
+        Bundle.from_pipe(object())

@@ -39,3 +39,26 @@ def test_calibration_numbers():
     calibration = json.loads((RESULTS / "calibrate_thresholds.json").read_text())
     assert f"(`calibrate_thresholds.json`: {calibration['beta_bg']} instead of the paper's {calibration['reference_beta_bg']})" in readme
     assert f"on {calibration['scenes']} scenes that are not ToyMO-Set's" in readme
+
+
+def test_the_from_a_pipeline_snippet_runs(tmp_path):
+    "The README's 'From a diffusers pipeline' code, on the tiny SD 1.x model saved with fp16 weights, on the CPU"
+    import re
+    import warnings
+
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from dpl_nb.models import tiny_bundle
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"### From a diffusers pipeline.*?```python\n(.*?)```", text, re.S).group(1)
+    b = tiny_bundle(seed=0)
+    StableDiffusionPipeline(b.vae, b.text_encoder, b.tokenizer, b.unet, b.scheduler, safety_checker=None,
+                            feature_extractor=None, requires_safety_checker=False).save_pretrained(tmp_path, variant="fp16")
+    code = code.replace("/path/to/stable-diffusion-v1-4", str(tmp_path)).replace('"cuda"', '"cpu"')
+    scope = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # half precision on a CPU
+        exec(compile(code, "README.md", "exec"), scope)
+    sd = scope["sd"]
+    assert sd.unet.dtype == torch.float16 and sd.vae.dtype == torch.float32 and sd.model_id == str(tmp_path.resolve())
+    assert type(sd.scheduler).__name__ == "DDIMScheduler"
