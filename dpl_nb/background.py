@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .attention import AttentionStore, AttnLayer, attention_layers, capture, cross_maps, select_layers, self_maps
-from .inversion import check_num_steps, ddim_invert, encode_image
+from .inversion import check_num_steps, ddim_invert, encode_image, sized_bundle
 from .models import Bundle
 from .prompts import encode_prompts, parse_prompt
 
@@ -255,6 +255,7 @@ def find_background(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) te
     for w in parsed.words:
         nouns.setdefault(w.word, []).extend(w.positions)
     check_num_steps(num_steps, bundle.scheduler)
+    bundle = sized_bundle(bundle, image)  # maps and masks at the image's own size
     z0 = encode_image(bundle, image, generator)
     with torch.no_grad():
         cond = encode_prompts(bundle, parsed.text)

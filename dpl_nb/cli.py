@@ -377,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     invert.add_argument("-o", "--output", required=True, metavar="INV.safetensors", help="the inversion file to write")
     invert.add_argument("--model", default="toy", metavar="toy|ID|DIR",
                         help="the model: toy, a hub id in the local cache, or a diffusers folder (default: toy)")
+    invert.add_argument("--fit", choices=("crop", "resize"), default="crop",
+                        help="an image of another shape than the model's square: crop its centre (default), or "
+                             "resize it whole, squashing it")
     invert.add_argument("--method", choices=("dpl", "nti", "ddim"), default="dpl",
                         help="dpl, nti (null-text inversion) or ddim (default: dpl)")
     invert.add_argument("--preset", choices=PRESETS, default="lean",
@@ -602,10 +605,17 @@ def invert_command(args) -> list[Path]:
     import torch
     from dpl_nb.dpl import dpl_invert, with_options
     from dpl_nb.inversion import invert
+    from dpl_nb.models import load_image
     bundle = _load(args, args.model)
     check_prompt(args.prompt, "--prompt", bundle=bundle)
     torch.manual_seed(args.seed)
     _say(args, f"{args.method} inversion of {image} under '{args.prompt}', {args.steps} steps")
+    size, (width, height) = bundle.image_size, Image.open(image).size
+    if (width, height) != (size, size):
+        how = "centre-cropped to a square, then " if args.fit == "crop" and width != height else ""
+        other = " (--fit resize squashes it whole instead)" if how else ""
+        _say(args, f"  the image is {width}x{height}: {how}resized to the model's {size}x{size}{other}")
+    image = load_image(image, size, fit=args.fit, min_side=max(1, size // 8))
     if args.method == "dpl":
         config = with_options(args.preset, args.at_region, args.word_gradients)  # the preset itself by default
         inversion = dpl_invert(bundle, image, args.prompt, config=config, num_steps=args.steps,

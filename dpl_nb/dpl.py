@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .attention import AttentionStore, capture
+from .attention import AttentionStore, capture, select_layers
 from .background import BackgroundMasks, find_background
 from .inversion import (NTI_PRESETS, Inversion, NTIConfig, check_num_steps, ddim_scheduler, encode_with_tokens,
-                              loss_scaler, null_text_step, sample, word_embeddings)
+                              loss_scaler, null_text_step, sample, sized_bundle, word_embeddings)
 from .losses import LossConfig, dpl_losses
 from .models import Bundle, UNetCounter, model_fingerprint
 from .prompts import encode_prompts, parse_prompt
@@ -186,6 +186,7 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
     check_num_steps(num_steps, bundle.scheduler)
     if not guidance_scale > 1:
         raise ValueError(f"guidance_scale must be > 1 for the null-text updates, got {guidance_scale}; use 7.5")
+    bundle = sized_bundle(bundle, image)  # maps, masks and layers at the image's own size
     r = bundle.attn_res
     if background is not None:
         background = check_background(background, r)
@@ -203,11 +204,12 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
         tokens = torch.nn.Parameter(initial_tokens(bundle, prompt, config.init).to(bundle.device, torch.float32))
         start_tokens = tokens.detach().clone()
         store = AttentionStore(keep_grad=True)
+        cross_layers = select_layers(bundle.unet, r, "cross", bundle.latent_size)
         latent, start = trajectory[-1], null
         all_tokens, nulls, maps, losses, inner = [], [], [], [], []
         for i, t in enumerate(tqdm(scheduler.timesteps, desc="DPL", disable=not progress, leave=False)):
             store.step = i
-            with capture(bundle.unet, store, resolution=r, kind="cross"):
+            with capture(bundle.unet, store, cross_layers):
                 done = token_step(bundle, i, latent, t, prompt, tokens, positions, background, config, store, cost)
             store.reset()
             trace["token_losses"].append(done.losses)
@@ -232,8 +234,9 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
 # %% ../nbs/08_dpl.ipynb #d67d94c4
 def sampled_maps(bundle: Bundle, inversion: Inversion, progress: bool = False) -> torch.Tensor:
     "Cross maps `(T, r, r, 77)` of the conditional pass of each step while sampling the inversion's reconstruction"
+    bundle = bundle.at_latent_size(inversion.latents.shape[-1])
     store, r = AttentionStore(), bundle.attn_res
-    with capture(bundle.unet, store, resolution=r, kind="cross"):
+    with capture(bundle.unet, store, select_layers(bundle.unet, r, "cross", bundle.latent_size)):
         sample(bundle, inversion, controllers=[store], progress=progress)
     return torch.stack([store.mean("cross", steps=[i], queries=r * r)[1].reshape(r, r, -1)
                         for i in range(inversion.num_steps)]).float().cpu()

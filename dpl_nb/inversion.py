@@ -28,8 +28,8 @@ from .prompts import encode_prompts, parse_prompt, span_positions, tokenize_prom
 __all__ = ['NTI_PRESETS', 'FORMAT_VERSION', 'check_num_steps', 'ddim_scheduler', 'inverse_scheduler', 'ddim_invert',
            'guided_noise', 'loss_scaler', 'nti_lr', 'nti_threshold', 'NullTextStep', 'null_text_step', 'NTIConfig',
            'nti_config', 'NullText', 'null_text_invert', 'library_versions', 'Inversion', 'word_embeddings',
-           'token_embeddings_replaced', 'encode_with_tokens', 'BatchLayout', 'sample', 'reconstruct', 'encode_image',
-           'invert']
+           'token_embeddings_replaced', 'encode_with_tokens', 'BatchLayout', 'sample', 'reconstruct', 'sized_bundle',
+           'encode_image', 'invert']
 
 # %% ../nbs/04_inversion.ipynb #ea14fe23
 def check_num_steps(num_steps: int, scheduler) -> int:
@@ -375,17 +375,28 @@ def reconstruct(bundle: Bundle, inversion: Inversion, progress: bool = True) -> 
     return sample(bundle, inversion, progress=progress)
 
 # %% ../nbs/04_inversion.ipynb #238763cf
+def sized_bundle(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [-1, 1]
+                 ) -> Bundle:
+    "`bundle` at the size of `image`: itself for paths and PIL images (loaded at its size), rescaled for a square tensor of another size"
+    if not (isinstance(image, torch.Tensor) and image.ndim == 4):
+        return bundle
+    height, width, size = image.shape[-2], image.shape[-1], bundle.image_size
+    if height != width:
+        raise ValueError(f"image: it is {height}x{width}, but the method's maps and masks are square; make a square "
+                         f"one with load_image(image, {size}) (centre crop) or load_image(image, {size}, fit='resize')")
+    if height % bundle.scale_factor:
+        raise ValueError(f"image sides must be multiples of {bundle.scale_factor} for this model, got {height}; "
+                         f"use load_image(image, {size})")
+    return bundle.at_latent_size(height // bundle.scale_factor)
+
+
 def encode_image(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [-1, 1]
                  generator: torch.Generator | int | None = None,  # seed or generator sampling the VAE posterior; None: its mean
                  ) -> torch.Tensor:
-    "The latent `z0` `(1, C, h, w)` of one image at the model's size, the start of every inversion"
+    "The latent `z0` `(1, C, h, w)` of one image, the start of every inversion"
     if isinstance(generator, int):
         generator = torch.Generator(bundle.device).manual_seed(generator)
-    if isinstance(image, torch.Tensor) and image.ndim == 4 and tuple(image.shape[-2:]) != (bundle.image_size,) * 2:
-        size = bundle.image_size
-        raise ValueError(f"image: this model inverts {size}x{size} images (its maps, masks and layers are sized for "
-                         f"them), got {image.shape[-2]}x{image.shape[-1]}; make one with load_image(image, {size}) "
-                         f"(centre crop) or load_image(image, {size}, fit='resize'), or pass the path or PIL image")
+    sized_bundle(bundle, image)  # a non-square tensor fails here, with a fix
     z0 = bundle.encode(image, generator)
     if z0.shape[0] != 1:
         raise ValueError(f"image: invert one image at a time, got a batch of {z0.shape[0]}")
@@ -411,6 +422,7 @@ def invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [
     parse_prompt(prompt, bundle.tokenizer)
     config = nti_config(nti)
     check_num_steps(num_steps, bundle.scheduler)
+    bundle = sized_bundle(bundle, image)
     z0 = encode_image(bundle, image, generator)
     with torch.no_grad():
         cond, null = encode_prompts(bundle, prompt), encode_prompts(bundle, "")

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from importlib import resources
 import socket
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
@@ -56,6 +57,7 @@ class Bundle:
     attn_res: int = 16  # side of the cross-attention maps the method reads
     model_id: str = ""  # where the weights came from
     vocabulary: tuple[str, ...] | None = None  # the words a toy model knows (None: any text)
+    sample_size: int | None = None  # side of the latents it works on; None: the UNet config's (see `at_latent_size`)
 
     @property
     def device(self) -> torch.device: return self.unet.device
@@ -70,7 +72,7 @@ class Bundle:
 
     @property
     def latent_size(self) -> int:
-        size = self.unet.config.sample_size
+        size = self.sample_size or self.unet.config.sample_size
         return size[0] if isinstance(size, (tuple, list)) else size
 
     @property
@@ -90,6 +92,18 @@ class Bundle:
             warnings.warn(f"the model is in {self.dtype} on a CPU: most CPUs have no native half-precision arithmetic, "
                           "so it runs many times slower than in float32; use dtype=torch.float32 on a CPU", stacklevel=2)
         return self
+
+    def at_latent_size(self, side: int) -> Bundle:
+        "This bundle (sharing its modules) for square latents of `side`: `attn_res` scales with it, so the same layers are read"
+        if side == self.latent_size:
+            return self
+        attn_res, rest = divmod(self.attn_res * side, self.latent_size)
+        if rest or side % 8:
+            step = math.lcm(8, self.latent_size // math.gcd(self.latent_size, self.attn_res))
+            raise ValueError(f"image: a {side * self.scale_factor}x{side * self.scale_factor} image gives {side}x{side} "
+                             f"latents, whose {self.attn_res}/{self.latent_size} part is not a whole map side; use a "
+                             f"side that is a multiple of {step * self.scale_factor} pixels (load_image(image, size))")
+        return replace(self, attn_res=attn_res, sample_size=side)
 
     def predict_noise(self, latents: torch.Tensor, t, cond: torch.Tensor) -> torch.Tensor:
         "The UNet's noise prediction for `latents` at timestep `t` under text embeddings `cond`, in fp32"

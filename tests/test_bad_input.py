@@ -58,10 +58,12 @@ LIBRARY_CASES = [
     ("a 2x2 image for the toy model", lambda t, f, i: t.encode(f / "tiny2.png"), ValueError, "too small"),
     ("NaN in an image tensor", lambda t, f, i: t.encode(torch.full((1, 3, 32, 32), math.nan)), ValueError, "NaN"),
     ("empty prompt", lambda t, f, i: invert(t, f / "ok.png", "", num_steps=2, progress=False), ValueError, "empty"),
-    ("a tensor of another size than the model's (48x32 on the 32x32 toy)", lambda t, f, i: invert(
-        t, torch.zeros(1, 3, 48, 32), PROMPT, num_steps=2, progress=False), ValueError, "inverts 32x32 images"),
-    ("the same for DPL, before any work", lambda t, f, i: dpl_invert(t, torch.zeros(1, 3, 64, 64), PROMPT, num_steps=2,
+    ("a non-square image tensor (48x32 on the 32x32 toy)", lambda t, f, i: invert(
+        t, torch.zeros(1, 3, 48, 32), PROMPT, num_steps=2, progress=False), ValueError, "maps and masks are square"),
+    ("the same for DPL, before any work", lambda t, f, i: dpl_invert(t, torch.zeros(1, 3, 64, 32), PROMPT, num_steps=2,
                                                                      progress=False), ValueError, "load_image(image, 32)"),
+    ("a square tensor whose latent gives no whole map side (36x36 on the toy)", lambda t, f, i: invert(
+        t, torch.zeros(1, 3, 36, 36), PROMPT, num_steps=2, progress=False), ValueError, "multiple of 8 pixels"),
     ("unbalanced braces", lambda t, f, i: parse_prompt("a {cat and a dog"), ValueError, "unbalanced"),
     ("empty braces", lambda t, f, i: parse_prompt("a {} and a dog"), ValueError, "empty braces"),
     ("over 77 tokens", lambda t, f, i: parse_prompt("a " + "red circle and a " * 30 + "{square}", t.tokenizer),

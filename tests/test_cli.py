@@ -151,6 +151,17 @@ def test_invert_ddim(capsys, files, tmp_path):
     assert status == 0 and written == [f"wrote {out}"] and Inversion.load(out).method == "ddim"
 
 
+def test_invert_says_how_it_fits_a_non_square_image(capsys, files, tmp_path):
+    wide, out = tmp_path / "wide.png", tmp_path / "wide.safetensors"
+    Image.open(files["image"]).resize((64, 48)).save(wide)
+    for fit, said in (("crop", "the image is 64x48: centre-cropped to a square, then resized to the model's 32x32"),
+                      ("resize", "the image is 64x48: resized to the model's 32x32")):
+        status, _, err = run(capsys, "invert", wide, "--prompt", PROMPT, "--method", "ddim", "--steps", STEPS,
+                             "--fit", fit, "-o", out)
+        assert status == 0 and any(line.strip().startswith(said) for line in err), err
+        assert Inversion.load(out).latents.shape[-1] == 32
+
+
 def test_invert_with_the_non_reference_options(capsys, files, tmp_path):
     out = tmp_path / "options.safetensors"
     status, written, _ = run(capsys, "invert", files["image"], "--prompt", PROMPT, "--steps", STEPS,

@@ -11,7 +11,7 @@ import dpl_nb.inversion as inversion_module
 from dpl_nb.inversion import (NTI_PRESETS, BatchLayout, Inversion, NTIConfig, ddim_invert, encode_with_tokens, invert,
                               null_text_invert, null_text_step, nti_lr, reconstruct, sample, word_embeddings,
                               ddim_scheduler)
-from dpl_nb.models import UNetCounter
+from dpl_nb.models import UNetCounter, tiny_bundle
 from dpl_nb.prompts import encode_prompts
 
 from tiny_scenes import PROMPT, damped_tiny_bundle, shapes_picture
@@ -210,3 +210,30 @@ def test_sample_sets_step_and_layout(damped, nti):
     assert recorder.seen == [(i, i, BatchLayout(3, 3)) for i in range(STEPS)]
     assert out.shape == (3, 4, 16, 16)
     assert (out - reconstruct(damped, nti, progress=False)).abs().max() < 1e-4
+
+
+def test_a_larger_square_image_reads_maps_scaled_with_its_latent():
+    "1.5x the default side (768x768 on SD 1.x): the same layers are read, so the maps are 1.5x larger too"
+    import warnings
+    from dpl_nb.dpl import DPL_PRESETS, dpl_invert
+    from dpl_nb.inversion import sized_bundle
+    from dpl_nb.p2p import edit
+    noise = lambda side: torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    sd = tiny_bundle(seed=0, latent_size=64)  # SD 1.x's block layout at SD's latent size: 16x16 maps by default
+    image = noise(sd.image_size * 3 // 2)
+    assert (sd.attn_res, sized_bundle(sd, image).latent_size, sized_bundle(sd, image).attn_res) == (16, 96, 24)
+    assert sd.attn_res == 16 and sd.latent_size == 64  # the bundle itself is unchanged
+    inversion = invert(sd, image, "a {cat} and a {dog}", num_steps=1, method="ddim", progress=False)
+    result = edit(sd, inversion, "a {tiger} and a {dog}", blend_words=("cat", "tiger"), progress=False)
+    assert inversion.latents.shape[-2:] == (96, 96) and result.maps.shape[1:3] == (24, 24)
+    small = tiny_bundle(seed=0)  # DPL and an edit at 1.5x on the smaller tiny model: 8x8 maps become 12x12
+    side = small.image_size * 3 // 2
+    config = dataclasses.replace(DPL_PRESETS["lean"], token_steps=2, nti=NTIConfig(inner_steps=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the background fallback may warn on a random model
+        inversion = dpl_invert(small, noise(side), "a {cat} and a {dog}", config, num_steps=2, progress=False)
+    assert inversion.latents.shape[-2:] == (side // 2, side // 2) and inversion.maps.shape[1:3] == (12, 12)
+    result = edit(small, inversion, "a {tiger} and a {dog}", blend_words=("cat", "tiger"), progress=False)
+    assert result.maps.shape[1:3] == (12, 12) and result.edited.size == (side, side)
+    with pytest.raises(ValueError, match="square"):
+        invert(small, noise(side)[..., :side - 16], "a {cat}", num_steps=2, progress=False)
