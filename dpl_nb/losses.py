@@ -226,15 +226,16 @@ class LossValues:
     bg: torch.Tensor  # background leakage L_bg (0 when off or before bg_start)
     dj: torch.Tensor  # disjoint objects L_dj (0 when off or with one word)
     total: torch.Tensor  # lambda_at L_at + lambda_bg L_bg + lambda_dj L_dj
+    active: tuple[str, ...] = ("at", "bg", "dj")  # the losses computed at this step; one that is off cannot hold it back
 
     def below(self, thresholds: dict[str, float]) -> bool:
-        "DPL's stop rule: True when every raw loss is under its threshold (from `LossConfig.thresholds`)"
+        "DPL's stop rule: True when every active raw loss is under its threshold (from `LossConfig.thresholds`)"
         missing = sorted({"at", "bg", "dj"} - set(thresholds))
         if missing:
             raise ValueError(f"thresholds needs the keys 'at', 'bg' and 'dj', missing {missing}; "
                              f"use LossConfig.thresholds(step)")
         values = self.as_dict()
-        return all(values[k] < thresholds[k] for k in ("at", "bg", "dj"))
+        return all(values[k] < thresholds[k] for k in self.active)
 
     def as_dict(self) -> dict[str, float]:
         "The values as plain floats, for logs"
@@ -270,4 +271,6 @@ def dpl_losses(maps: torch.Tensor,  # (H, W, tokens) cross-attention maps of the
           if config.lambda_bg > 0 and step >= config.bg_start else maps.new_zeros(()))
     dj = disjoint_objects(maps, positions) if config.lambda_dj > 0 else maps.new_zeros(())
     total = config.lambda_at * at + config.lambda_bg * bg + config.lambda_dj * dj
-    return LossValues(at, bg, dj, total)
+    active = tuple(k for k, on in (("at", config.lambda_at > 0), ("bg", config.lambda_bg > 0 and step >= config.bg_start),
+                                   ("dj", config.lambda_dj > 0 and len(positions) > 1)) if on)
+    return LossValues(at, bg, dj, total, active)

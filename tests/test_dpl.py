@@ -212,3 +212,14 @@ def test_a_repeated_braced_word_learns_one_token_per_occurrence(toy, scene):
     both = encode_with_tokens(toy, twice, twice, torch.cat([tokens[:1], tokens[:1]]))
     assert torch.allclose(once[0, :7], both[0, :7], atol=1e-6)               # ...so up to it the two agree
     assert (once[0, 7] - both[0, 7]).abs().max() > 1e-3                       # and at it they do not
+
+
+def test_losses_that_are_off_with_zero_thresholds(toy, scene):
+    "λ = 0 with its β = 0: the loss that is off holds no step back; with every loss off nothing is optimised (it crashed)"
+    every = dataclasses.replace(DPL_PRESETS["lean"], token_steps=3, losses=LossConfig(
+        lambda_at=0, lambda_bg=0, lambda_dj=0, beta_at=0, beta_bg=0, beta_dj=0))
+    inv = dpl_invert(toy, scene.pil, scene.braced, every, num_steps=2, progress=False)
+    assert inv.trace["token_updates"] == [0, 0]
+    bg_off = dataclasses.replace(every, losses=LossConfig(lambda_bg=0, beta_bg=0))
+    inv = dpl_invert(toy, scene.pil, scene.braced, bg_off, num_steps=2, progress=False)
+    assert min(inv.trace["token_updates"]) < 3  # a step stops early (before, L_bg = 0 was never below tau_bg = 0)
