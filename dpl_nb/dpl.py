@@ -148,7 +148,9 @@ class TokenStep:
 def token_step(bundle: Bundle, step: int, latent: torch.Tensor, t, prompt: str,
                tokens: torch.nn.Parameter,  # (P, dim) dynamic token embeddings, updated in place
                positions: list[list[int]],  # token positions of each braced word
-               background: torch.Tensor | None, config: DPLConfig, store: AttentionStore, cost) -> TokenStep:
+               background: torch.Tensor | None, config: DPLConfig, store: AttentionStore, cost,
+               bar=None,  # a tqdm bar whose postfix follows the updates within the step
+               ) -> TokenStep:
     "Update the dynamic tokens until the losses are below this step's thresholds, or `config.token_steps` passes"
     optimizer = torch.optim.AdamW([tokens], lr=config.lr, weight_decay=config.weight_decay)
     scaler = loss_scaler(bundle)
@@ -169,6 +171,8 @@ def token_step(bundle: Bundle, step: int, latent: torch.Tensor, t, prompt: str,
         scaler.update()
         cost.backward += latent.shape[0]  # the backward stops inside the UNet; counted as a whole one
         updates += 1
+        if bar is not None:
+            bar.set_postfix_str(f"token update {updates}/{config.token_steps}", refresh=True)
     return TokenStep(maps.detach() if maps is not None else None, None, history, updates)
 
 # %% ../nbs/08_dpl.ipynb #e451d83a
@@ -207,10 +211,14 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
         cross_layers = select_layers(bundle.unet, r, "cross", bundle.latent_size)
         latent, start = trajectory[-1], null
         all_tokens, nulls, maps, losses, inner = [], [], [], [], []
-        for i, t in enumerate(tqdm(scheduler.timesteps, desc="DPL", disable=not progress, leave=False)):
+        bar = tqdm(scheduler.timesteps, desc="DPL", disable=not progress, leave=False)
+        for i, t in enumerate(bar):
             store.step = i
             with capture(bundle.unet, store, cross_layers):
-                done = token_step(bundle, i, latent, t, prompt, tokens, positions, background, config, store, cost)
+                done = token_step(bundle, i, latent, t, prompt, tokens, positions, background, config, store, cost,
+                                  bar if progress else None)
+            if progress:
+                bar.set_postfix_str(f"{done.updates} token updates, null text", refresh=True)
             store.reset()
             trace["token_losses"].append(done.losses)
             trace["token_updates"].append(done.updates)

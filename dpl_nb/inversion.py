@@ -394,8 +394,8 @@ def encode_image(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tenso
                  generator: torch.Generator | int | None = None,  # seed or generator sampling the VAE posterior; None: its mean
                  ) -> torch.Tensor:
     "The latent `z0` `(1, C, h, w)` of one image, the start of every inversion"
-    if isinstance(generator, int):
-        generator = torch.Generator(bundle.device).manual_seed(generator)
+    if isinstance(generator, int):  # drawn on the CPU: one seed gives one posterior sample on every device
+        generator = torch.Generator("cpu").manual_seed(generator)
     sized_bundle(bundle, image)  # a non-square tensor fails here, with a fix
     z0 = bundle.encode(image, generator)
     if z0.shape[0] != 1:
