@@ -20,7 +20,8 @@ from .toyworld import COLOURS, WORLDS, World, get_world, random_scene
 
 
 # %% auto #0
-__all__ = ['ObjectJudge', 'object_crops', 'train_judge', 'judge_accuracy', 'save_judge', 'load_judge', 'judge_objects']
+__all__ = ['ObjectJudge', 'object_crops', 'train_judge', 'judge_accuracy', 'save_judge', 'load_judge', 'judge_objects',
+           'draw_accuracy']
 
 # %% ../nbs/09d_toyjudge.ipynb #25cca54b
 class ObjectJudge(torch.nn.Module):
@@ -105,3 +106,21 @@ def judge_objects(judge: ObjectJudge, image, centres) -> list[tuple[str, str]]:
     shape_logits, colour_logits = judge(object_crops(image, centres))
     nouns = WORLDS[judge.world].nouns
     return [(nouns[s], list(COLOURS)[c]) for s, c in zip(shape_logits.argmax(1).tolist(), colour_logits.argmax(1).tolist())]
+
+# %% ../nbs/09d_toyjudge.ipynb #a7a3ed05
+@torch.no_grad()
+def draw_accuracy(bundle, judge: ObjectJudge, per_noun: int = 8, steps: int = 30, seed: int = 0,
+                  min_distance: float = 60.0,  # an object pixel differs from the median colour by this much (RGB sum)
+                  ) -> dict[str, float]:
+    "Share of single-object samples of each noun in which the judge sees that noun"
+    from dpl_nb.toymodel import sample_images  # chapter 9.2
+    nouns, colours = WORLDS[judge.world].nouns, list(COLOURS)
+    asked = [(noun, colours[(i + k) % len(colours)]) for k, noun in enumerate(nouns) for i in range(per_noun)]
+    images = sample_images(bundle, [f"a {c} {n}" for n, c in asked], steps=steps, seed=seed, progress=False)
+    hits = dict.fromkeys(nouns, 0)
+    for (noun, _), image in zip(asked, images):
+        pixels = np.asarray(image, dtype=np.float32)
+        ys, xs = np.nonzero(np.abs(pixels - np.median(pixels.reshape(-1, 3), 0)).sum(-1) > min_distance)
+        if len(xs):
+            hits[noun] += judge_objects(judge, image, [(xs.mean(), ys.mean())])[0][0] == noun
+    return {noun: hits[noun] / per_noun for noun in nouns}
