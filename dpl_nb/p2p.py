@@ -278,8 +278,8 @@ def edit(bundle: Bundle, inversion: Inversion, target_prompt: str | Sequence[str
     cross_edit = cross_edit_for(tokenizer, source, targets, mode, reweight)
     alpha = cross_replace_alpha(tokenizer, targets, num_steps, cross_replace_steps)
     self_window = step_window(self_replace_steps, num_steps, "self_replace_steps")
-    latent_size = inversion.latents.shape[-1]
-    resolution = bundle.attn_res * latent_size // bundle.latent_size
+    bundle = bundle.at_latent_size(inversion.latents.shape[-1])  # read at the inversion's size (chapter 4)
+    latent_size, resolution = bundle.latent_size, bundle.attn_res
     self_layers = _self_layers(bundle, latent_size, resolution, self_resolutions)
     read = select_layers(bundle.unet, resolution, "cross", latent_size)
     store = AttentionStore(per_step=False)
