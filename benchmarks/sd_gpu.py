@@ -35,7 +35,7 @@ from _results import write_result
 from dpl_nb.dpl import DPL_PRESETS, dpl_invert
 from dpl_nb.inversion import NTIConfig, invert
 from dpl_nb.losses import LossConfig
-from dpl_nb.models import TINY_WORDS, Bundle, UNetCounter, clip_bpe_tokenizer, sd_scheduler
+from dpl_nb.models import TINY_WORDS, Bundle, clip_bpe_tokenizer, default_attn_res, sd_scheduler
 from dpl_nb.p2p import edit
 
 PROMPT, TARGET, BLEND = "a {cat} sitting on a table", "a {tiger} sitting on a table", ("cat", "tiger")
@@ -66,7 +66,7 @@ def sd14_topology(seed: int = 0, out_scale: float = 0.03, tiny: bool = False) ->
                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
     for m in (unet, text, vae):
         m.eval().requires_grad_(False)
-    return Bundle(unet, text, tokenizer, sd_scheduler(), vae, 16, f"sd14-topology-random-{seed}{'-tiny' if tiny else ''}")
+    return Bundle(unet, text, tokenizer, sd_scheduler(), vae, default_attn_res(unet), f"sd14-topology-random-{seed}{'-tiny' if tiny else ''}")
 
 
 def peak_memory(device: torch.device) -> float:
