@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -25,12 +26,14 @@ from diffusers.utils import logging as diffusers_logging
 from huggingface_hub import constants as hf_constants, hf_hub_download
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tokenizers import pre_tokenizers
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizerFast
 
 # %% auto #0
-__all__ = ['TINY_WORDS', 'TOY_MODEL', 'SUPPORTED', 'default_attn_res', 'Bundle', 'clip_bpe_tokenizer', 'sd_scheduler',
-           'tiny_bundle', 'load_image', 'to_pil', 'check_supported', 'ddim_from', 'load_bundle', 'model_fingerprint',
-           'same_model', 'UNetCost', 'UNetCounter', 'atomic_write']
+__all__ = ['TINY_WORDS', 'TOY_MODEL', 'SUPPORTED', 'default_attn_res', 'Bundle', 'clip_bpe_tokenizer', 'save_text_encoder',
+           'sd_scheduler', 'tiny_bundle', 'load_image', 'to_pil', 'check_supported', 'ddim_from', 'load_bundle',
+           'model_fingerprint', 'same_model', 'UNetCost', 'UNetCounter', 'atomic_write']
 
 # %% ../nbs/01_models.ipynb #ef73c75d
 def default_attn_res(unet: UNet2DConditionModel) -> int:
@@ -51,7 +54,7 @@ class Bundle:
     "The parts of a text-to-image diffusion model that inversion, P2P and DPL use"
     unet: UNet2DConditionModel  # noise predictor with cross-attention
     text_encoder: CLIPTextModel  # token ids -> (77, dim) embeddings
-    tokenizer: CLIPTokenizer  # prompt -> 77 token ids
+    tokenizer: CLIPTokenizerFast  # prompt -> 77 token ids
     scheduler: DDIMScheduler  # noise schedule and DDIM steps
     vae: AutoencoderKL | None = None  # image <-> latent; None for pixel-space models
     attn_res: int = 16  # side of the cross-attention maps the method reads
@@ -111,13 +114,24 @@ class Bundle:
                          encoder_hidden_states=cond.to(self.device, self.dtype)).sample.float()
 
 # %% ../nbs/01_models.ipynb #deb94bac
-def clip_bpe_tokenizer(words, max_length: int = 77) -> CLIPTokenizer:
+def _clip_tokenizer(vocab: dict, merges: list, max_length: int) -> CLIPTokenizerFast:
+    "CLIP's fast tokenizer of `vocab` and `merges`: built in memory (transformers 5) or read from files (transformers 4)"
+    if "vocab" in inspect.signature(CLIPTokenizerFast.__init__).parameters:
+        return CLIPTokenizerFast(vocab=dict(vocab), merges=list(merges), model_max_length=max_length)
+    with tempfile.TemporaryDirectory() as folder:
+        vocab_file, merges_file = Path(folder) / "vocab.json", Path(folder) / "merges.txt"
+        vocab_file.write_text(json.dumps(vocab))
+        merges_file.write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+        return CLIPTokenizerFast(vocab_file=str(vocab_file), merges_file=str(merges_file), model_max_length=max_length)
+
+
+def clip_bpe_tokenizer(words, max_length: int = 77) -> CLIPTokenizerFast:
     "A CLIP byte-level BPE tokenizer, built in memory, in which each of `words` is a single token"
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     specials = ["<|startoftext|>", "<|endoftext|>"]
     vocab = {tok: i for i, tok in enumerate(specials + alphabet + [c + "</w>" for c in alphabet])}
     merges = []
-    make = lambda: CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=max_length)
+    make = lambda: _clip_tokenizer(vocab, merges, max_length)
     for word in dict.fromkeys(w.lower() for w in words):
         if not word or any(ch.isspace() for ch in word):
             raise ValueError(f"clip_bpe_tokenizer: words must be non-empty and without spaces, got {word!r}")
@@ -127,6 +141,35 @@ def clip_bpe_tokenizer(words, max_length: int = 77) -> CLIPTokenizer:
             vocab.setdefault(pieces[0] + pieces[1], len(vocab))
             tokenizer = make()
     return make()
+
+# %% ../nbs/01_models.ipynb #54bbe1d3
+_PREFIX = "text_model."
+
+
+def save_text_encoder(text_encoder: CLIPTextModel, folder):
+    "Save a CLIP text encoder in the layout of Stable Diffusion's checkpoints (weights under `text_model.`), which transformers 4 and 5 both read"
+    folder = Path(folder)
+    text_encoder.save_pretrained(folder)
+    path = folder / "model.safetensors"
+    tensors = load_file(str(path))
+    if not all(k.startswith(_PREFIX) for k in tensors):
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({(k if k.startswith(_PREFIX) else _PREFIX + k): v for k, v in tensors.items()}, str(tmp), {"format": "pt"})
+        os.replace(tmp, path)
+
+
+def _check_text_encoder_layout(source: str):
+    "Refuse, under transformers 4, a local text encoder saved without the `text_model.` prefix (it would load random weights)"
+    import transformers
+    files = sorted((Path(source) / "text_encoder").glob("*.safetensors"))
+    if int(transformers.__version__.split(".")[0]) >= 5 or not files:
+        return
+    with safe_open(str(files[0]), "pt") as f:
+        keys = list(f.keys())
+    if keys and not any(k.startswith(_PREFIX) for k in keys):
+        raise ValueError(f"{source}: its text encoder was saved by transformers 5 (weights without '{_PREFIX}'), which "
+                         f"transformers {transformers.__version__} would load as random weights. Upgrade transformers "
+                         "(pip install 'transformers>=5'), or re-save the folder with dpl_nb.models.save_text_encoder")
 
 # %% ../nbs/01_models.ipynb #90f49277
 TINY_WORDS = ("a an the of and with on in photo painting cat dog tiger lion horse bird car bike tree house "
@@ -357,7 +400,9 @@ def _load_parts(source: str, has_vae: bool, dtype: torch.dtype | dict, local_fil
         scheduler_config = DDIMScheduler.load_config(source, subfolder="scheduler", **_config_kw(kw))
         unet_config = UNet2DConditionModel.load_config(source, subfolder="unet", **_config_kw(kw))
         check_supported(source, _model_index(source, kw), unet_config, scheduler_config)  # before any weights load
-    tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **_config_kw(kw))
+    if Path(source).is_dir():
+        _check_text_encoder_layout(source)
+    tokenizer = CLIPTokenizerFast.from_pretrained(source, subfolder="tokenizer", **_config_kw(kw))
     text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", torch_dtype=dtypes["text_encoder"], **kw)
     unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtypes["unet"], **kw)
     vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtypes["vae"], **kw) if has_vae else None

@@ -21,10 +21,10 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from diffusers.training_utils import EMAModel
 from PIL import Image
 from tqdm.auto import tqdm
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizerFast
 
 from .attention import capture
-from .models import TOY_MODEL, Bundle, clip_bpe_tokenizer, sd_scheduler, to_pil
+from .models import TOY_MODEL, Bundle, clip_bpe_tokenizer, save_text_encoder, sd_scheduler, to_pil
 from .prompts import encode_prompts
 from .toyworld import (COLOURS, KINDS, MAX_OBJECTS, SHAPES, SIZE, WORLDS, Scene, World, get_world,
                              is_distractor, random_scene, scene_images)
@@ -36,12 +36,12 @@ __all__ = ['toy_tokenizer', 'toy_models', 'ToyTrainConfig', 'scene_batch', 'tail
            'prediction_shift']
 
 # %% ../nbs/09b_toymodel.ipynb #9740690c
-def toy_tokenizer(world: str | World = "shapes") -> CLIPTokenizer:
+def toy_tokenizer(world: str | World = "shapes") -> CLIPTokenizerFast:
     "CLIP BPE tokenizer in which every word of the toy world's vocabulary is one token"
     return clip_bpe_tokenizer(get_world(world).vocabulary)
 
 # %% ../nbs/09b_toymodel.ipynb #97203ddd
-def toy_models(tokenizer: CLIPTokenizer, seed: int = 0,
+def toy_models(tokenizer: CLIPTokenizerFast, seed: int = 0,
                channels: tuple[int, ...] = (32, 64, 64),  # UNet widths at 32x32, 16x16 and 8x8
                layers_per_block: int = 1,  # resnet (+ transformer) layers per UNet block
                ) -> tuple[UNet2DConditionModel, CLIPTextModel]:
@@ -102,7 +102,7 @@ def tail_slots(ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
     return (ids == eos_token_id).cumsum(-1) > 0
 
 
-def noun_slots(ids: torch.Tensor, tokenizer: CLIPTokenizer, objects: int = MAX_OBJECTS) -> torch.Tensor:
+def noun_slots(ids: torch.Tensor, tokenizer: CLIPTokenizerFast, objects: int = MAX_OBJECTS) -> torch.Tensor:
     "`(B, objects)` token position of each object's noun (captions name objects in order); -1 where none"
     known = tokenizer.get_vocab()
     shape_ids = torch.tensor([known[s + "</w>"] for s in SHAPES + KINDS if s + "</w>" in known], device=ids.device)
@@ -151,7 +151,7 @@ def save_toy_model(folder, unet, text_encoder, tokenizer, meta: dict, world: str
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     copy.deepcopy(unet).to(torch.float16).save_pretrained(tmp / "unet")
-    copy.deepcopy(text_encoder).to(torch.float16).save_pretrained(tmp / "text_encoder")
+    save_text_encoder(copy.deepcopy(text_encoder).to(torch.float16), tmp / "text_encoder")  # readable by transformers 4 and 5
     tokenizer.save_pretrained(tmp / "tokenizer")
     sd_scheduler().save_pretrained(tmp / "scheduler")
     (tmp / "dpl_nb.json").write_text(json.dumps({"vocabulary": list(get_world(world).vocabulary), **meta}, indent=1))
