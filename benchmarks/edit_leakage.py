@@ -77,7 +77,7 @@ def method_record(bundle, judge, scene, config, steps: int) -> dict:
     positions = [w.positions for w in parse_prompt(scene.braced, bundle.tokenizer).words]
     sweep = word_ious(sampled_maps(bundle, inversion), positions, scene.masks, THRESHOLDS).mean(0)
     result = edit(bundle, inversion, target, blend_words=(old, new), progress=False)
-    return dict(success=bool(edit_success(judge, result.edited, scene, 0, new_shape=new)),
+    return dict(success=bool(edit_success(judge, result.edited, scene, 0, new_shape=new, keep_colour=True)),
                 distractor_kept=bool(distractor_preserved(judge, result.edited, scene, 1)),
                 bg_psnr=psnr_outside(result.edited, scene.pil, grow_mask(scene.masks[0], 1)),
                 iou03=float(sweep[int(np.flatnonzero(THRESHOLDS == 0.3)[0])]), iou_best=float(sweep.max()),

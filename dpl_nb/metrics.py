@@ -331,6 +331,7 @@ def edit_success(judge,  # the toy object judge (toyjudge.load_judge)
                  index: int,  # the object the edit was asked to change
                  new_shape: str | None = None,  # the noun it was asked to become (a shape, or in toy world v2 a coat)
                  new_colour: str | None = None,  # the colour it was asked to become (a colour word swapped)
+                 keep_colour: bool = False,  # also require the object's own colour (a noun swap must not recolour it)
                  ) -> bool:
     "Whether the judge sees what the edit asked for (`new_shape`, `new_colour` or both) where object `index` was"
     if new_shape is None and new_colour is None:
@@ -346,8 +347,11 @@ def edit_success(judge,  # the toy object judge (toyjudge.load_judge)
             raise ValueError(f"object {index} is already a {new_shape}; an edit must ask for another shape")
         if new_colour == o.colour:
             raise ValueError(f"object {index} is already {new_colour}; an edit must ask for another colour")
+    if keep_colour and new_colour is not None:
+        raise ValueError("keep_colour asks the colour to stay; it cannot go with new_colour")
     shape, colour = _judged(judge, image, scene, index)
-    return (new_shape is None or shape == new_shape) and (new_colour is None or colour == new_colour)
+    colour_wanted = scene.objects[index].colour if keep_colour else new_colour
+    return (new_shape is None or shape == new_shape) and (colour_wanted is None or colour == colour_wanted)
 
 
 def distractor_preserved(judge,  # the toy object judge (toyjudge.load_judge)

@@ -203,8 +203,11 @@ def test_size_and_type_errors(scene):
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     "Folders with a tiny random ViT (DINO's layout) and a tiny random CLIP, each with its processor"
-    from transformers import (CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor, ViTConfig,
-                              ViTImageProcessorPil, ViTModel)
+    import transformers
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, ViTConfig, ViTModel
+    # the PIL image processors: *ImageProcessorPil in transformers 5, *ImageProcessor in transformers 4
+    CLIPImageProcessorPil = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    ViTImageProcessorPil = getattr(transformers, "ViTImageProcessorPil", None) or transformers.ViTImageProcessor
     from dpl_nb.toymodel import toy_tokenizer
     root = tmp_path_factory.mktemp("metric_models")
     torch.manual_seed(0)
@@ -263,10 +266,11 @@ def test_clip_score(tiny_models, scene):
     assert 0 <= score <= 100 and clip_score(clip, scene.image, scene.braced) == score
     with torch.no_grad():
         image = model.visual_projection(model.vision_model(**processor(images=scene.pil, return_tensors="pt")).pooler_output)
-        text = model.text_projection(model.text_model(**processor(text=scene.caption, return_tensors="pt")).pooler_output)
-    cosine = torch.nn.functional.cosine_similarity(image, text).item()
-    assert np.isclose(score, 100 * max(cosine, 0), atol=1e-4)
-    assert clip_score(clip, scene.pil, "a blue ring") != score
+        cosine = lambda caption: torch.nn.functional.cosine_similarity(image, model.text_projection(
+            model.text_model(**processor(text=caption, return_tensors="pt")).pooler_output)).item()
+    for caption in (scene.caption, "a blue ring"):   # the score follows the text (random weights: either sign)
+        assert np.isclose(clip_score(clip, scene.pil, caption), 100 * max(cosine(caption), 0), atol=1e-4)
+    assert cosine(scene.caption) != cosine("a blue ring")
 
 
 def test_clip_score_is_clipped_at_zero(tiny_models, scene, monkeypatch):
@@ -336,6 +340,10 @@ def test_judge_sees_an_edit(judge, scene):
     crossed = render_scene([ToyObject("cross", first.colour, first.cx, first.cy, first.radius), second],
                            np.random.default_rng(0))
     assert edit_success(judge, crossed.image, scene, 0, "cross") and distractor_preserved(judge, crossed.image, scene, 1)
+    assert edit_success(judge, crossed.image, scene, 0, "cross", keep_colour=True)  # a swap that kept the colour
+    blue_cross = render_scene([ToyObject("cross", "blue", first.cx, first.cy, first.radius), second], np.random.default_rng(0))
+    assert edit_success(judge, blue_cross.image, scene, 0, "cross")
+    assert not edit_success(judge, blue_cross.image, scene, 0, "cross", keep_colour=True)  # ... and one that recoloured
     recoloured = render_scene([first, ToyObject(second.shape, "blue", second.cx, second.cy, second.radius)],
                               np.random.default_rng(0))
     assert not distractor_preserved(judge, recoloured.image, scene, 1)  # the colour counts too
@@ -369,6 +377,8 @@ def test_judge_errors(judge, scene):
         edit_success(judge, scene.pil, scene, 0, new_colour="red")
     with pytest.raises(ValueError, match="new_colour must be one of"):
         edit_success(judge, scene.pil, scene, 0, new_colour="pink")
+    with pytest.raises(ValueError, match="cannot go with new_colour"):
+        edit_success(judge, scene.pil, scene, 0, "cross", new_colour="blue", keep_colour=True)
     with pytest.raises(ValueError, match="give new_shape, new_colour or both"):
         edit_success(judge, scene.pil, scene, 0)
     with pytest.raises(ValueError, match="image is 16x16 but the scene is 32x32"):
