@@ -28,7 +28,7 @@ SIZE = 32  # scenes are SIZE x SIZE RGB
 MAX_OBJECTS = 3  # a scene holds one to MAX_OBJECTS objects
 # toy world v2: the noun names an object's coat, drawn in its colour on an outline the caption never names
 KINDS = ("cat", "tiger", "zebra", "leopard", "giraffe", "panda")
-SIMILAR_KINDS = {"tiger": "zebra", "zebra": "tiger", "leopard": "giraffe", "giraffe": "leopard"}
+SIMILAR_KINDS = {"tiger": "zebra", "zebra": "tiger", "giraffe": "panda", "panda": "giraffe"}
 OUTLINES = ("circle", "square", "diamond")
 DARK = 0.35  # a coat's dark tone: the object's colour times DARK
 
@@ -82,24 +82,24 @@ def shape_coverage(shape: str, cx: float, cy: float, radius: float, size: int = 
     return inside.reshape(size, supersample, size, supersample).mean((1, 3))
 
 
-def coat_pattern(kind: str, cx: float, cy: float, phase: float = 0.0, size: int = SIZE,
+def coat_pattern(kind: str, cx: float, cy: float, radius: float, size: int = SIZE,
                  supersample: int = 4) -> np.ndarray:
-    "Share of each pixel in the dark tone of coat `kind` (0: the object's colour, 1: dark) for an object centred at (cx, cy)"
+    "Share of each pixel in the dark tone of coat `kind` (0: the object's colour, 1: dark) for an object at (cx, cy) of `radius`"
     n = size * supersample
     coords = (np.arange(n) + 0.5) / supersample
-    x, y = np.broadcast_arrays(coords[None, :] - cx + phase, coords[:, None] - cy + phase)
+    x, y = np.broadcast_arrays(coords[None, :] - cx, coords[:, None] - cy)
     if kind == "cat":  # plain
         dark = np.zeros_like(x, dtype=bool)
-    elif kind == "tiger":  # vertical stripes, 4 px apart
-        dark = x % 4.0 < 2.0
-    elif kind == "zebra":  # horizontal stripes, 4 px apart
-        dark = y % 4.0 < 2.0
-    elif kind == "leopard":  # spots on a 4 px grid
-        dark = (x % 4.0 - 2.0) ** 2 + (y % 4.0 - 2.0) ** 2 <= 1.1 ** 2
-    elif kind == "giraffe":  # 3 px checks
-        dark = (np.floor(x / 3.0) + np.floor(y / 3.0)) % 2 == 0
+    elif kind == "tiger":  # a vertical band through the middle
+        dark = abs(x) < 0.3 * radius
+    elif kind == "zebra":  # a horizontal band through the middle
+        dark = abs(y) < 0.3 * radius
+    elif kind == "leopard":  # a spot in the middle
+        dark = x ** 2 + y ** 2 < (0.45 * radius) ** 2
+    elif kind == "giraffe":  # dark top half
+        dark = y < 0
     elif kind == "panda":  # dark left half
-        dark = x - phase < 0
+        dark = x < 0
     else:
         raise ValueError(f"unknown coat {kind!r}; choose one of {KINDS}")
     return dark.reshape(size, supersample, size, supersample).mean((1, 3))
@@ -114,7 +114,6 @@ class ToyObject:
     cy: float
     radius: float
     kind: str | None = None  # v2: the coat (one of KINDS) the caption names; None: the caption names the shape (v1)
-    phase: float = 0.0  # v2: offset of the coat's pattern in pixels
 
     @property
     def noun(self) -> str:
@@ -191,7 +190,7 @@ def render_scene(objects: list[ToyObject], rng: np.random.Generator, with_colour
         cover = shape_coverage(o.shape, o.cx, o.cy, o.radius)[..., None]
         paint = np.array(COLOURS[o.colour]) / 255
         if o.kind is not None:  # v2: the coat darkens the colour where its pattern is
-            paint = paint * (1 - (1 - DARK) * coat_pattern(o.kind, o.cx, o.cy, o.phase)[..., None])
+            paint = paint * (1 - (1 - DARK) * coat_pattern(o.kind, o.cx, o.cy, o.radius)[..., None])
         image = image * (1 - cover) + paint * cover
         masks.append(cover[..., 0] >= 0.5)
     caption, braced = caption_for(objects, with_colour)
@@ -199,11 +198,11 @@ def render_scene(objects: list[ToyObject], rng: np.random.Generator, with_colour
 
 
 def place_objects(rng: np.random.Generator, world: World, kinds: list[tuple[str, str]]) -> list[ToyObject]:
-    "Place objects of the given (noun, colour); in a coat world each also draws a random outline and pattern phase"
+    "Place objects of the given (noun, colour); in a coat world each also draws a random outline"
     placed = _place(rng, len(kinds), r_min=world.r_min)
     if not world.coats:
         return [ToyObject(s, c, cx, cy, r) for (s, c), (cx, cy, r) in zip(kinds, placed)]
-    return [ToyObject(str(rng.choice(OUTLINES)), c, cx, cy, r, kind=k, phase=float(rng.uniform(0, 4)))
+    return [ToyObject(str(rng.choice(OUTLINES)), c, cx, cy, r, kind=k)
             for (k, c), (cx, cy, r) in zip(kinds, placed)]
 
 
@@ -224,7 +223,7 @@ def scene_world(scene: Scene) -> World:
 
 
 def is_distractor(scene: Scene) -> bool:
-    "Whether two objects share a colour or have the same or similar nouns (circle/ring, square/diamond; tiger/zebra, leopard/giraffe)"
+    "Whether two objects share a colour or have the same or similar nouns (circle/ring, square/diamond; tiger/zebra, giraffe/panda)"
     objs, similar = scene.objects, scene_world(scene).similar
     return any(a.colour == b.colour or a.noun == b.noun or similar.get(a.noun) == b.noun
                for i, a in enumerate(objs) for b in objs[i + 1:])

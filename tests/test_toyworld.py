@@ -90,13 +90,13 @@ def test_world_v2_coats_swap_in_place():
         assert old == scene.objects[0].kind and new in KINDS and f"{{{new}}}" in target
         before, after = redraw(scene, 0, kind=new)
         assert (before.masks == after.masks).all()                             # ...whose swaps keep the outline
-    tabby = render_scene([ToyObject("square", "red", 16, 16, 8, kind="tiger", phase=0.5)], np.random.default_rng(0))
+    tabby = render_scene([ToyObject("square", "red", 16, 16, 8, kind="tiger")], np.random.default_rng(0))
     assert tabby.caption == "a red tiger" and len(np.unique(tabby.image[tabby.masks[0]].reshape(-1, 3), axis=0)) > 1
     assert WORLDS["coats"].vocabulary[3:9] == KINDS
     with pytest.raises(ValueError, match="world must be one of"):
         toymo_set(world="dogs")
     with pytest.raises(ValueError, match="unknown coat"):
-        coat_pattern("dog", 16, 16)
+        coat_pattern("dog", 16, 16, 8)
 
 
 def test_judges_know_their_world(tmp_path, toy):
