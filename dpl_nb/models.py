@@ -31,9 +31,9 @@ from safetensors.torch import load_file, save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizerFast
 
 # %% auto #0
-__all__ = ['TINY_WORDS', 'TOY_MODEL', 'SUPPORTED', 'default_attn_res', 'Bundle', 'clip_bpe_tokenizer', 'save_text_encoder',
-           'sd_scheduler', 'tiny_bundle', 'load_image', 'to_pil', 'check_supported', 'ddim_from', 'load_bundle',
-           'model_fingerprint', 'same_model', 'UNetCost', 'UNetCounter', 'atomic_write']
+__all__ = ['TINY_WORDS', 'TOY_MODEL', 'SUPPORTED', 'default_attn_res', 'Bundle', 'clip_bpe_tokenizer', 'sd_scheduler',
+           'tiny_bundle', 'load_image', 'to_pil', 'check_supported', 'ddim_from', 'load_bundle', 'model_fingerprint',
+           'same_model', 'UNetCost', 'UNetCounter', 'atomic_write', 'save_text_encoder']
 
 # %% ../nbs/01_models.ipynb #ef73c75d
 def default_attn_res(unet: UNet2DConditionModel) -> int:
@@ -142,20 +142,8 @@ def clip_bpe_tokenizer(words, max_length: int = 77) -> CLIPTokenizerFast:
             tokenizer = make()
     return make()
 
-# %% ../nbs/01_models.ipynb #54bbe1d3
+# %% ../nbs/01_models.ipynb #c7a1e0d2
 _PREFIX = "text_model."
-
-
-def save_text_encoder(text_encoder: CLIPTextModel, folder):
-    "Save a CLIP text encoder in the layout of Stable Diffusion's checkpoints (weights under `text_model.`), which transformers 4 and 5 both read"
-    folder = Path(folder)
-    text_encoder.save_pretrained(folder)
-    path = folder / "model.safetensors"
-    tensors = load_file(str(path))
-    if not all(k.startswith(_PREFIX) for k in tensors):
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({(k if k.startswith(_PREFIX) else _PREFIX + k): v for k, v in tensors.items()}, str(tmp), {"format": "pt"})
-        os.replace(tmp, path)
 
 
 def _check_text_encoder_layout(source: str):
@@ -557,3 +545,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
+
+# %% ../nbs/01_models.ipynb #54bbe1d3
+def save_text_encoder(text_encoder: CLIPTextModel, folder):
+    "Save a CLIP text encoder in the layout of Stable Diffusion's checkpoints (weights under `text_model.`), which transformers 4 and 5 both read"
+    folder = Path(folder)
+    text_encoder.save_pretrained(folder)
+    path = folder / "model.safetensors"
+    tensors = load_file(str(path))
+    if not all(k.startswith(_PREFIX) for k in tensors):
+        renamed = {(k if k.startswith(_PREFIX) else _PREFIX + k): v for k, v in tensors.items()}
+        atomic_write(path, lambda tmp: save_file(renamed, tmp, {"format": "pt"}))
