@@ -24,7 +24,8 @@ MAX_TOKENS = 77  # CLIP's context: start token + 75 word pieces + end token
 
 def _offsets(tokenizer, text: str) -> list[tuple[int, int]]:
     "Character span of each word piece of `text` (without the start and end tokens)"
-    return tokenizer(text, add_special_tokens=False, return_offsets_mapping=True).offset_mapping
+    # verbose=False: no warning from the tokenizer on a long prompt; check_length says what to do instead
+    return tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False).offset_mapping
 
 
 def count_tokens(tokenizer, text: str) -> int:

@@ -44,6 +44,7 @@ def toy_tokenizer(world: str | World = "shapes") -> CLIPTokenizerFast:
 def toy_models(tokenizer: CLIPTokenizerFast, seed: int = 0,
                channels: tuple[int, ...] = (32, 64, 64),  # UNet widths at 32x32, 16x16 and 8x8
                layers_per_block: int = 1,  # resnet (+ transformer) layers per UNet block
+               token_std: float = 0.02,  # std of the token embeddings at init (CLIP's is 0.02)
                ) -> tuple[UNet2DConditionModel, CLIPTextModel]:
     "The untrained toy UNet (pixel space, cross-attention at 16x16 and 8x8) and text encoder, seeded"
     with torch.random.fork_rng(devices=[]):
@@ -57,6 +58,8 @@ def toy_models(tokenizer: CLIPTokenizerFast, seed: int = 0,
             vocab_size=len(tokenizer), hidden_size=64, intermediate_size=256, num_hidden_layers=2,
             num_attention_heads=4, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+        if token_std != 0.02:  # drawn after everything else, so the other weights do not change with it
+            torch.nn.init.normal_(text_encoder.get_input_embeddings().weight, std=token_std)
     return unet, text_encoder
 
 # %% ../nbs/09b_toymodel.ipynb #26702e94
@@ -81,6 +84,8 @@ class ToyTrainConfig:
     snapshot_every: int = 250
     world: str = "shapes"  # the toy world of the scenes (WORLDS): "shapes" (v1) or "coats" (v2)
     init: str = ""  # checkpoint.pt of an earlier run of the same world and widths to start from ("": random weights)
+    text_encoder: str = "trained"  # "frozen": kept at its seeded random init, as Stable Diffusion keeps CLIP frozen
+    token_std: float = 0.02  # std of the token embeddings at init (toy_models)
 
 
 def scene_batch(seed: int, step: int, batch_size: int, p_empty: float = 0.0, **scene_kw
@@ -150,8 +155,8 @@ def save_toy_model(folder, unet, text_encoder, tokenizer, meta: dict, world: str
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    copy.deepcopy(unet).to(torch.float16).save_pretrained(tmp / "unet")
-    save_text_encoder(copy.deepcopy(text_encoder).to(torch.float16), tmp / "text_encoder")  # readable by transformers 4 and 5
+    copy.deepcopy(unet).half().save_pretrained(tmp / "unet")  # half(), not to(): diffusers warns on to(dtype)
+    save_text_encoder(copy.deepcopy(text_encoder).half(), tmp / "text_encoder")  # readable by transformers 4 and 5
     tokenizer.save_pretrained(tmp / "tokenizer")
     sd_scheduler().save_pretrained(tmp / "scheduler")
     (tmp / "dpl_nb.json").write_text(json.dumps({"vocabulary": list(get_world(world).vocabulary), **meta}, indent=1))
@@ -187,8 +192,12 @@ def _warm_start(config: ToyTrainConfig, params: list, device: str) -> EMAModel:
         mine, theirs = getattr(config, key), earlier["config"].get(key, getattr(ToyTrainConfig(), key))
         if tuple(np.atleast_1d(mine)) != tuple(np.atleast_1d(theirs)):
             raise ValueError(f"init={config.init!r} has {key}={theirs!r}, this run {key}={mine!r}; they must match")
-    source = EMAModel(params, decay=config.ema_decay)
-    source.load_state_dict(earlier["ema"]); source.copy_to(params)
+    shadow = earlier["ema"]["shadow_params"]  # the UNet's parameters first, then the text encoder's if it trained
+    if len(shadow) < len(params) or (len(shadow) > len(params) and config.text_encoder != "frozen"):
+        raise ValueError(f"init={config.init!r} holds {len(shadow)} averaged tensors, this run trains {len(params)}")
+    with torch.no_grad():
+        for p, s in zip(params, shadow):  # a frozen text encoder keeps its own init: only the UNet carries over
+            p.copy_(s.to(p.device, p.dtype))
     return EMAModel(params, decay=config.ema_decay, use_ema_warmup=True, power=3 / 4)
 
 
@@ -200,9 +209,14 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = toy_tokenizer(config.world)
-    unet, text_encoder = toy_models(tokenizer, config.seed, config.channels, config.layers_per_block)
+    if config.text_encoder not in ("trained", "frozen"):
+        raise ValueError(f"text_encoder must be 'trained' or 'frozen', got {config.text_encoder!r}")
+    models = lambda: toy_models(tokenizer, config.seed, config.channels, config.layers_per_block, config.token_std)
+    unet, text_encoder = models()
     unet.to(device).train(); text_encoder.to(device).train()
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    frozen = config.text_encoder == "frozen"
+    text_encoder.requires_grad_(not frozen)
+    params = list(unet.parameters()) + ([] if frozen else list(text_encoder.parameters()))
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     decay = lambda s: min(1.0, (s + 1) / config.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
@@ -253,8 +267,8 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
                 f.write(json.dumps(row) + "\n")
             losses, priors = [], []
         if done % config.snapshot_every == 0 or done == config.steps:
-            ema_unet, ema_text = toy_models(tokenizer, config.seed, config.channels, config.layers_per_block)
-            ema.copy_to(list(ema_unet.parameters()) + list(ema_text.parameters()))
+            ema_unet, ema_text = models()  # a frozen text encoder is this seeded init, as in training
+            ema.copy_to(list(ema_unet.parameters()) + ([] if frozen else list(ema_text.parameters())))
             save_toy_model(run_dir / "snapshots" / f"step_{done:06d}", ema_unet, ema_text, tokenizer,
                            {"step": done, "config": asdict(config)}, config.world)
         if done % config.checkpoint_every == 0 or done == end:

@@ -5,6 +5,7 @@
     python tools/train_toy.py RUN_DIR --judge    # also retrain and ship the object judge
     python tools/train_toy.py RUN_DIR --fit-minutes 6 --dest OUT  # as many steps as fit in 6 minutes here
     python tools/train_toy.py RUN_DIR --init EARLIER/checkpoint.pt --lr 5e-4  # warm start: a new schedule
+    python tools/train_toy.py RUN_DIR --text-encoder frozen --token-std 0.1   # a frozen random text encoder
 
 With --fit-minutes the step count (and so the learning-rate schedule) is chosen once, from a timed trial of 60 steps in
 RUN_DIR/timing, and stored in the run's config; resuming the run later needs the same --steps.
@@ -56,6 +57,11 @@ def main():
     parser.add_argument("--p-colour-words", type=float, default=ToyTrainConfig.p_colour_words,
                         help="share of training captions that name colours")
     parser.add_argument("--snapshot-every", type=int, default=ToyTrainConfig.snapshot_every)
+    parser.add_argument("--text-encoder", default=ToyTrainConfig.text_encoder, choices=("trained", "frozen"),
+                        help="frozen: the text encoder stays at its seeded random init, as SD keeps CLIP frozen")
+    parser.add_argument("--token-std", type=float, default=ToyTrainConfig.token_std,
+                        help="std of the token embeddings at init (CLIP's: 0.02)")
+    parser.add_argument("--warmup", type=int, default=ToyTrainConfig.warmup, help="steps of linear lr warm-up")
     parser.add_argument("--world", default=ToyTrainConfig.world, choices=sorted(WORLDS),
                         help="toy world of the scenes: shapes (v1, the shipped model) or coats (v2)")
     parser.add_argument("--snapshots", type=int, default=8, help="with --fit-minutes: EMA snapshots over the run")
@@ -76,7 +82,8 @@ def main():
         config = ToyTrainConfig(steps=args.steps, object_attention=args.object_attention, batch_size=args.batch_size,
                                 channels=tuple(args.channels), layers_per_block=args.layers_per_block,
                                 p_colour_words=args.p_colour_words, snapshot_every=args.snapshot_every, world=args.world,
-                                lr=args.lr, init=str(Path(args.init).resolve()) if args.init else "")
+                                lr=args.lr, init=str(Path(args.init).resolve()) if args.init else "",
+                                text_encoder=args.text_encoder, token_std=args.token_std, warmup=args.warmup)
         if args.fit_minutes:
             every = max(1, fitted_steps(args.run_dir, config, args.fit_minutes, workers) // args.snapshots)
             config = replace(config, steps=every * args.snapshots, snapshot_every=every)
