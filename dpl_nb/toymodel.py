@@ -33,7 +33,7 @@ from .toyworld import (COLOURS, KINDS, MAX_OBJECTS, SHAPES, SIZE, WORLDS, Scene,
 # %% auto #0
 __all__ = ['toy_tokenizer', 'toy_models', 'ToyTrainConfig', 'scene_batch', 'tail_slots', 'noun_slots', 'ObjectAttention',
            'save_toy_model', 'train_toy_model', 'sample_images', 'colours_present', 'toy_metadata', 'bundle_world',
-           'prediction_shift']
+           'prediction_shift', 'noun_swap_gap']
 
 # %% ../nbs/09b_toymodel.ipynb #9740690c
 def toy_tokenizer(world: str | World = "shapes") -> CLIPTokenizerFast:
@@ -336,3 +336,31 @@ def prediction_shift(bundle: Bundle, scene: Scene, target_prompt: str,
         moved = guidance * ((1 - a) / a).sqrt().float() * (target - source)[0][:, inside]
         shifts.append(moved.pow(2).mean().sqrt().item())
     return np.array(shifts)
+
+# %% ../nbs/09b_toymodel.ipynb #e0f17442
+@torch.no_grad()
+def noun_swap_gap(bundle: Bundle, per_noun: int = 32, timesteps=(200, 400, 600), seed: int = 0) -> dict:
+    "Relative rise of the denoising error on each noun's objects when the caption names another noun, and text cosines"
+    nouns = get_world(bundle_world(bundle)).nouns
+    rng = np.random.default_rng(seed)
+    gap = np.zeros((len(nouns), len(nouns)))
+    for row, noun in enumerate(nouns):
+        scenes = []
+        while len(scenes) < per_noun:  # single-object scenes of this noun
+            scene = random_scene(rng, n_objects=1, world=bundle_world(bundle))
+            scenes += [scene] if scene.objects[0].noun == noun else []
+        latents = bundle.encode(scene_images(scenes))
+        inside = torch.from_numpy(np.stack([s.masks[0] for s in scenes]))[:, None].to(latents) > 0
+        losses = np.zeros(len(nouns))
+        for t in timesteps:
+            noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed * 1009 + t)).to(latents)
+            a = bundle.scheduler.alphas_cumprod[t].to(latents)
+            x_t = a.sqrt() * latents + (1 - a).sqrt() * noise
+            for col, other in enumerate(nouns):
+                captions = [" ".join(other if w == noun else w for w in s.caption.split()) for s in scenes]
+                pred = bundle.unet(x_t, t, encoder_hidden_states=encode_prompts(bundle, captions)).sample.float()
+                losses[col] += ((pred - noise) ** 2 * inside).sum().item() / inside.sum().item() / len(timesteps)
+        gap[row] = losses / losses[row] - 1
+    states = encode_prompts(bundle, [f"a {noun}" for noun in nouns])[:, 2]  # each noun is one token, after "a"
+    states = F.normalize(states.float(), dim=-1)
+    return {"nouns": list(nouns), "gap": gap, "text_cosine": (states @ states.T).cpu().numpy()}
