@@ -13,14 +13,13 @@ import torch
 from PIL import Image
 
 from dpl_nb import __version__
-from dpl_nb.cli import DEMO_SCENE, blend_words, main, shown_steps
+from dpl_nb.cli import DEMO_SCENES, blend_words, demo_scenes, main, shown_steps
 from dpl_nb.toymoset import swap_target
 from dpl_nb.inversion import Inversion
 
 STEPS = "2"
 PROMPT = "a red {circle} and a red {square}"  # ToyMO-Set scene 5
 TARGET = "a red {triangle} and a red {square}"
-RECOLOURED = "a green {circle} and a red {square}"  # the demo's edit of scene 5 (recolour_target)
 
 
 def run(capsys, *argv):
@@ -58,7 +57,7 @@ def files(tmp_path_factory):
     "A ToyMO-Set scene as a PNG and its DPL and NTI inversions, made with the command line at 2 steps"
     from dpl_nb.toymoset import toymo_set
     folder = tmp_path_factory.mktemp("cli")
-    scene = toymo_set()[DEMO_SCENE]
+    scene = toymo_set()[5]
     assert scene.braced == PROMPT
     image = folder / "scene.png"
     scene.pil.save(image)
@@ -110,29 +109,48 @@ def test_usage_errors_are_one_line(capsys, argv, needle):
 # --- the commands, end to end -------------------------------------------------------------------------------------
 
 def test_demo(capsys, tmp_path):
+    from dpl_nb.models import load_bundle
+    from dpl_nb.toymodel import bundle_world
+    from dpl_nb.toymoset import toymo_set
+    from dpl_nb.toyworld import is_distractor
+    scenes = toymo_set(world=bundle_world(load_bundle("toy")))
+    first = demo_scenes(scenes)[:2]
+    assert len(demo_scenes(scenes)) == DEMO_SCENES and all(is_distractor(scenes[i]) for i in first)
     out_dir = tmp_path / "demo"  # created by the command
-    status, out, err = run(capsys, "demo", "--steps", STEPS, "-o", out_dir, "--quiet")
+    capsys.readouterr()  # loading the bundle above may print a progress bar
+    status, out, err = run(capsys, "demo", "--steps", STEPS, "--scenes", "2", "-o", out_dir, "--quiet")
     assert status == 0 and err == []
     assert out == [f"wrote {out_dir / 'demo.png'}", f"wrote {out_dir / 'demo.json'}"]
     assert Image.open(out_dir / "demo.png").format == "PNG"
     report = json.loads((out_dir / "demo.json").read_text())
-    assert report["scene"] == DEMO_SCENE and report["distractor"] and report["prompt"] == PROMPT
-    assert report["target"] == RECOLOURED and report["steps"] == 2 and report["preset"] == "toy" and report["seed"] == 0
-    assert report["recolour"] == dict(noun="circle", source_colour="red", target_colour="green")
+    assert [r["scene"] for r in report["scenes"]] == first and all(r["distractor"] for r in report["scenes"])
+    assert report["steps"] == 2 and report["preset"] == "toy" and report["seed"] == 0
+    for record in report["scenes"]:
+        scene = scenes[record["scene"]]
+        assert record["prompt"] == scene.braced and record["target"] == swap_target(scene)[2]
+        for method in ("nti", "dpl"):
+            run_ = record[method]
+            assert set(run_["ious"]) == {o.noun for o in scene.objects} and all(0 <= v <= 1 for v in run_["ious"].values())
+            assert isinstance(run_["success"], bool) and isinstance(run_["kept"], bool)
+            assert run_["unet_evals"] > 0 and run_["seconds"] > 0 and run_["edit_unet_evals"] > 0
+        assert record["dpl"]["unet_evals"] > record["nti"]["unet_evals"]
     for method in ("nti", "dpl"):
-        assert set(report[f"iou_{method}"]) == {"circle", "square"}
-        assert all(0 <= v <= 1 for v in report[f"iou_{method}"].values())
-        assert report[f"unet_evals_{method}"] > 0 and report[f"seconds_{method}"] > 0
-    assert report["unet_evals_dpl"] > report["unet_evals_nti"]
+        assert report["means"][method]["success"] == np.mean([r[method]["success"] for r in report["scenes"]])
+        assert report["means"][method]["distractor_kept"] == np.mean([r[method]["kept"] for r in report["scenes"]])
     assert {"dpl_nb", "torch", "diffusers", "python"} <= set(report["versions"])
     assert sorted(p.name for p in out_dir.iterdir()) == ["demo.json", "demo.png"]
 
 
-def test_demo_other_scene_and_messages(capsys, tmp_path):
-    status, out, err = run(capsys, "demo", "--steps", "1", "--scene", "0", "-o", tmp_path)
+def test_demo_named_scene_and_messages(capsys, tmp_path):
+    status, out, err = run(capsys, "demo", "--steps", "1", "--scene", "2", "-o", tmp_path)
     assert status == 0 and len(out) == 2
-    assert any("IoU@0.3" in line for line in err)  # the numbers are reported on stderr unless --quiet
-    assert json.loads((tmp_path / "demo.json").read_text())["scene"] == 0
+    assert any("IoU@0.3" in line for line in err) and any("swapped" in line for line in err)  # stderr unless --quiet
+    assert [r["scene"] for r in json.loads((tmp_path / "demo.json").read_text())["scenes"]] == [2]
+
+
+def test_demo_bad_scene_fails_before_loading(capsys, tmp_path):
+    assert_one_line_error(*run(capsys, "demo", "--scene", "100", "-o", tmp_path / "d", "--quiet"), "--scene", "0 to 99")
+    assert not (tmp_path / "d").exists()
 
 
 def test_invert_writes_loadable_inversions(files, toy):
@@ -376,7 +394,7 @@ def _interrupt(*args, **kwargs):
     ("dpl_nb.inversion.invert", ["invert", "{image}", "--prompt", PROMPT, "--method", "nti", "-o", "{out}/x.safetensors"]),
     ("dpl_nb.p2p.edit", ["edit", "{dpl}", "--target", TARGET, "-o", "{out}/x.png", "--source-out", "{out}/s.png"]),
     ("dpl_nb.dpl.sampled_maps", ["show", "{nti}", "-o", "{out}/maps.png"]),
-    ("dpl_nb.dpl.dpl_invert", ["demo", "--steps", "1", "-o", "{out}/demo"]),
+    ("dpl_nb.dpl.dpl_invert", ["demo", "--steps", "1", "--scenes", "1", "-o", "{out}/demo"]),
 ])
 def test_keyboard_interrupt_leaves_no_file(capsys, monkeypatch, files, tmp_path, target, argv):
     monkeypatch.setattr(target, _interrupt)
