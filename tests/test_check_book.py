@@ -48,3 +48,18 @@ def test_each_problem_is_found(tmp_path, bad, field):
 def test_progress_widget_is_found(tmp_path):
     state = '<script type="application/vnd.jupyter.widget-state+json">{"_model_name": "FloatProgressModel"}</script>'
     assert len(_page(CLEAN + state, tmp_path).progress) == 1
+
+
+def test_fail_on_names_the_kinds_that_fail(tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "nbs").mkdir()
+    wide = '<div class="cell_input"><pre>' + "y" * 101 + "</pre></div>"
+    (tmp_path / "nbs" / "page.html").write_text(CLEAN.replace("</article>", wide + "</article>"))
+    run = lambda *extra: subprocess.run([sys.executable, str(Path(__file__).parents[1] / "tools" / "check_book.py"),
+                                         str(tmp_path), "--summary", *extra], capture_output=True, text=True)
+    assert run().returncode == 1                                    # by default every kind fails
+    done = run("--fail-on", "tex,progress,stderr")
+    assert done.returncode == 0 and "1 lines over 100 characters" in done.stdout   # reported, not failing
+    assert run("--fail-on", "width").returncode == 1
+    assert run("--fail-on", "colour").returncode == 2 and "unknown kind" in run("--fail-on", "colour").stderr

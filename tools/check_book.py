@@ -7,9 +7,10 @@ Reads the HTML that `tools/build_book.sh` wrote and reports, for each chapter,
 - progress bars in cell outputs (tqdm text or progress widgets),
 - library warnings and other stderr output of the cells.
 
-Exit status 1 when anything is found, so CI can run it after the build.
+Exit status 1 when anything of the kinds --fail-on names is found (default: every kind), so CI can run it after
+the build; the other kinds are reported only.
 
-    python tools/check_book.py [_build/html] [--width 100] [--summary]
+    python tools/check_book.py [_build/html] [--width 100] [--summary] [--fail-on tex,progress,stderr]
 """
 import argparse
 import re
@@ -20,6 +21,7 @@ from pathlib import Path
 RAW_TEX = re.compile(r"\$\$|\\text\{|\\arg\b|\\mathcal|\\frac\{")
 TQDM_TEXT = re.compile(r"\d+%\|.*\|.*(it/s|s/it)|\d+/\d+ \[\d\d:\d\d")
 PROGRESS_WIDGET = re.compile(r'"_model_name":\s*"(Float|Int)ProgressModel"')
+KINDS = ("tex", "captions", "width", "progress", "stderr")  # what --fail-on can name
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
@@ -97,20 +99,26 @@ def main() -> int:
     parser.add_argument("html", nargs="?", default="_build/html", help="the built book (jupyter-book's html folder)")
     parser.add_argument("--width", type=int, default=100, help="widest line a code or output block may have")
     parser.add_argument("--summary", action="store_true", help="counts only, no examples")
+    parser.add_argument("--fail-on", default=",".join(KINDS), help=f"comma-separated kinds that fail the check: {', '.join(KINDS)}")
     args = parser.parse_args()
+    fail_on = {k.strip() for k in args.fail_on.split(",") if k.strip()}
+    if fail_on - set(KINDS):
+        parser.error(f"--fail-on: unknown kind(s) {sorted(fail_on - set(KINDS))}; choose from {', '.join(KINDS)}")
     root = Path(args.html)
     pages = sorted(root.glob("nbs/*.html")) + sorted(root.glob("*.html"))
     pages = [p for p in pages if p.name not in ("search.html", "genindex.html")]
     if not pages:
         print(f"no HTML pages under {root}: build the book first (bash tools/build_book.sh)", file=sys.stderr)
         return 2
-    problems = 0
+    problems = failing = 0
     for path in pages:
         page = check_page(path, args.width)
-        found = {"raw TeX": page.raw_tex, "figures without caption": page.uncaptioned,
-                 f"lines over {args.width} characters": page.wide, "progress bars": page.progress,
-                 "stderr outputs": page.warnings}
-        found = {k: v for k, v in found.items() if v}
+        kinds = {"tex": page.raw_tex, "captions": page.uncaptioned, "width": page.wide, "progress": page.progress,
+                 "stderr": page.warnings}
+        failing += sum(len(v) for k, v in kinds.items() if k in fail_on)
+        names = {"tex": "raw TeX", "captions": "figures without caption", "width": f"lines over {args.width} characters",
+                 "progress": "progress bars", "stderr": "stderr outputs"}
+        found = {names[k]: v for k, v in kinds.items() if v}
         problems += sum(map(len, found.values()))
         status = "ok" if not found else "; ".join(f"{len(v)} {k}" for k, v in found.items())
         print(f"{path.relative_to(root)}: {status}")
@@ -118,8 +126,8 @@ def main() -> int:
             for k, v in found.items():
                 for example in v[:2]:
                     print(f"    {k}: {str(example)[:110]}")
-    print(f"{len(pages)} pages, {problems} problems")
-    return 1 if problems else 0
+    print(f"{len(pages)} pages, {problems} problems, {failing} of the kinds that fail the check ({', '.join(sorted(fail_on))})")
+    return 1 if failing else 0
 
 
 if __name__ == "__main__":
