@@ -133,7 +133,7 @@ def test_demo(capsys, tmp_path):
             assert set(run_["ious"]) == {o.noun for o in scene.objects} and all(0 <= v <= 1 for v in run_["ious"].values())
             assert isinstance(run_["success"], bool) and isinstance(run_["kept"], bool)
             assert run_["unet_evals"] > 0 and run_["seconds"] > 0 and run_["edit_unet_evals"] > 0
-        assert record["dpl"]["unet_evals"] > record["nti"]["unet_evals"]
+        assert record["dpl"]["unet_evals"] >= record["nti"]["unet_evals"]  # equal when no token update is taken
     for method in ("nti", "dpl"):
         assert report["means"][method]["success"] == np.mean([r[method]["success"] for r in report["scenes"]])
         assert report["means"][method]["distractor_kept"] == np.mean([r[method]["kept"] for r in report["scenes"]])
