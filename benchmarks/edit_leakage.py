@@ -9,7 +9,8 @@ defaults and a local blend on the swapped words. Per method and scene: `success`
 the old colour where the object was), `distractor_kept` (the judge sees the other object unchanged), `bg_psnr`
 (outside the edited object's mask grown by 1 px; null when identical there), `iou03` and `iou_best` (the mean noun
 IoU of the reconstruction's step-averaged maps at threshold 0.3 and the best of the 0.0-1.0 sweep) and the UNet
-evaluations of the inversion. The means go under `distractor` and `ordinary`, each keyed by method.
+evaluations of the inversion. The means go under `distractor` and `ordinary`, each keyed by method. `--methods`
+runs a subset (e.g. `nti,dpl_lean` to compare candidate models on a held-out seed before choosing one).
 
 Resumable: per-scene records (with the edited images, as PNG) go to a .jsonl beside the result; a rerun skips the
 scenes recorded. Writes benchmarks/results/edit_leakage.json (ToyMO-Set's seed 2023) or edit_leakage_seed<S>.json
@@ -17,6 +18,7 @@ scenes recorded. Writes benchmarks/results/edit_leakage.json (ToyMO-Set's seed 2
 
     python benchmarks/edit_leakage.py [--model toy|FOLDER] [--judge FOLDER] [--seed 2023] [--preset toy]
                                       [--distractor 40] [--ordinary 20] [--steps 50] [--workers N] [--out FILE]
+                                      [--methods nti,dpl,dpl_lean]
 """
 import argparse
 import base64
@@ -48,6 +50,7 @@ from dpl_nb.toyjudge import load_judge
 
 RESULTS = Path(__file__).parent / "results"
 METRICS = ("success", "distractor_kept", "bg_psnr", "iou03", "iou_best", "unet_evals")
+METHODS = ("nti", "dpl", "dpl_lean")
 _STATE = {}
 
 
@@ -100,15 +103,17 @@ def _record(job) -> dict:
     record = dict(scene=index, distractor=bool(is_distractor(scene)), prompt=scene.braced, target=target,
                   steps=args["steps"], machine=f"{platform.machine()}, {os.cpu_count()} CPUs", torch=torch.__version__)
     for key, preset in (("nti", None), ("dpl", args["preset"]), ("dpl_lean", "lean")):
+        if key not in args["methods"]:
+            continue
         torch.manual_seed(0)
         record[key] = method_record(_STATE["bundle"], _STATE["judge"], scene, preset, args["steps"])
     return record
 
 
-def means(records: list[dict]) -> dict:
+def means(records: list[dict], methods=METHODS) -> dict:
     "Per method, the mean of each metric over `records` (bg_psnr over the edits that changed the background)"
     out = {}
-    for key in ("nti", "dpl", "dpl_lean"):
+    for key in methods:
         row = {}
         for metric in METRICS:
             values = [r[key][metric] for r in records if r[key][metric] is not None]
@@ -119,17 +124,18 @@ def means(records: list[dict]) -> dict:
     return out
 
 
-def figure(records: list[dict], scenes: dict, path: Path, rows: int = 12):
-    "Input | NTI edit | DPL edit | DPL-lean edit for the first `rows` look-alike scenes, written atomically"
+def figure(records: list[dict], scenes: dict, path: Path, rows: int = 12, methods=METHODS):
+    "Input | NTI edit | DPL edit | DPL-lean edit (those run) for the first `rows` look-alike scenes, written atomically"
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     chosen = [r for r in records if r["distractor"]][:rows]
-    fig, axs = plt.subplots(len(chosen), 4, figsize=(5.2, 1.45 * len(chosen)), squeeze=False)
+    fig, axs = plt.subplots(len(chosen), 1 + len(methods), figsize=(1.3 * (1 + len(methods)), 1.45 * len(chosen)),
+                            squeeze=False)
     for row, r in zip(axs, chosen):
         row[0].imshow(scenes[r["scene"]].image)
         row[0].set_title(f"{r['scene']}: {r['prompt']}".replace(" and ", "\nand "), fontsize=5)
-        for ax, key in zip(row[1:], ("nti", "dpl", "dpl_lean")):
+        for ax, key in zip(row[1:], methods):
             ax.imshow(Image.open(io.BytesIO(base64.b64decode(r[key]["edited_png"]))))
             verdict = ("new " if r[key]["success"] else "no edit ") + ("kept" if r[key]["distractor_kept"] else "LEAK")
             ax.set_title(f"{key}: {verdict}", fontsize=5)
@@ -151,7 +157,11 @@ def main():
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--workers", type=int, default=1, help="processes, each running whole scenes")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
     args = parser.parse_args()
+    methods = tuple(m for m in METHODS if m in args.methods.split(","))
+    if not methods or set(args.methods.split(",")) - set(METHODS):
+        raise SystemExit(f"--methods takes a comma-separated subset of {','.join(METHODS)}, got {args.methods!r}")
     folder = TOY_MODEL if args.model == "toy" else Path(args.model)
     judge = args.judge or str(folder / "judge")
     if not (Path(judge) / "judge.safetensors").is_file():
@@ -165,14 +175,17 @@ def main():
     stale = {r["steps"] for r in done.values()} - {args.steps}
     if stale:
         raise SystemExit(f"{records_path} holds records made with {sorted(stale)} steps; move it away or use --steps")
-    job_args = dict(model=args.model, judge=judge, seed=args.seed, preset=args.preset, steps=args.steps)
+    missing = {m for r in done.values() for m in methods if m not in r}
+    if missing:
+        raise SystemExit(f"{records_path} holds records without {sorted(missing)}; move it away or use --methods")
+    job_args = dict(model=args.model, judge=judge, seed=args.seed, preset=args.preset, steps=args.steps, methods=methods)
     todo = [(i, job_args) for i, _ in chosen if i not in done]
     print(f"{world} world, seed {args.seed}: {len(chosen)} scenes, {len(todo)} to run", flush=True)
     start = time.perf_counter()
     report = lambda r: print(f"scene {r['scene']:3d} ({'look-alike' if r['distractor'] else 'ordinary'}) "
                              f"{r['prompt']} -> {r['target']}: " + ", ".join(
                                  f"{k} {'ok' if r[k]['success'] else '--'}/{'kept' if r[k]['distractor_kept'] else 'LEAK'}"
-                                 for k in ("nti", "dpl", "dpl_lean")), flush=True)
+                                 for k in methods), flush=True)
     if args.workers > 1:
         with ProcessPoolExecutor(args.workers) as pool:
             for future in as_completed([pool.submit(_record, job) for job in todo]):
@@ -185,15 +198,15 @@ def main():
     scenes = dict(chosen)
     result = {"benchmark": "edit_leakage", "model": args.model, "world": world, "seed": args.seed, "preset": args.preset,
               "steps": args.steps, "guidance_scale": 7.5, "n_scenes": len(records),
-              "distractor": means([r for r in records if r["distractor"]]),
-              "ordinary": means([r for r in records if not r["distractor"]]),
+              "methods": list(methods), "distractor": means([r for r in records if r["distractor"]], methods),
+              "ordinary": means([r for r in records if not r["distractor"]], methods),
               "records": records_path.name, "seconds_this_run": time.perf_counter() - start, "workers": args.workers,
               "torch": torch.__version__, "dpl_nb": dpl_nb.__version__,
-              "scenes": [{k: v for k, v in r.items() if k not in ("nti", "dpl", "dpl_lean")} |
-                         {m: {k: v for k, v in r[m].items() if k != "edited_png"} for m in ("nti", "dpl", "dpl_lean")}
+              "scenes": [{k: v for k, v in r.items() if k not in METHODS} |
+                         {m: {k: v for k, v in r[m].items() if k != "edited_png"} for m in methods}
                          for r in records]}
     written = write_result(result, out)
-    figure(records, scenes, out.with_suffix(".png"))
+    figure(records, scenes, out.with_suffix(".png"), methods=methods)
     for group in ("distractor", "ordinary"):
         for key, row in result[group].items():
             print(f"{group:10s} {key:8s} " + " ".join(f"{m} {row[m]:.3f}" if row[m] is not None else f"{m} -" for m in METRICS))

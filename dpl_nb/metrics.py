@@ -313,8 +313,8 @@ def clip_score(clip: tuple,  # (model, processor) from load_clip
     return 100 * max(F.cosine_similarity(image_embedding.float(), text_embedding.float()).item(), 0.0)
 
 # %% ../nbs/10_metrics.ipynb #f008a9cb
-def _judged(judge, image, scene: Scene, index: int) -> tuple[str, str]:
-    "(noun, colour) the judge sees in `image` where object `index` of `scene` is"
+def _judged(judge, image, scene: Scene, index: int) -> tuple[str, ...]:
+    "(noun, colour) the judge sees in `image` where object `index` of `scene` is; a coat judge adds the outline"
     if not 0 <= index < len(scene.objects):
         raise ValueError(f"index must name an object of the scene (0 to {len(scene.objects) - 1}), got {index}")
     pixels = _pixels(image, "image")
@@ -322,7 +322,7 @@ def _judged(judge, image, scene: Scene, index: int) -> tuple[str, str]:
         raise ValueError(f"image is {pixels.shape[0]}x{pixels.shape[1]} but the scene is {scene.image.shape[0]}x"
                          f"{scene.image.shape[1]}; judge an edit of this scene, at its size")
     o = scene.objects[index]
-    return judge_objects(judge, pixels, [(o.cx, o.cy)])[0]
+    return judge_objects(judge, pixels, [(o.cx, o.cy)], outline=judge.outline_head is not None)[0]
 
 
 def edit_success(judge,  # the toy object judge (toyjudge.load_judge)
@@ -349,7 +349,7 @@ def edit_success(judge,  # the toy object judge (toyjudge.load_judge)
             raise ValueError(f"object {index} is already {new_colour}; an edit must ask for another colour")
     if keep_colour and new_colour is not None:
         raise ValueError("keep_colour asks the colour to stay; it cannot go with new_colour")
-    shape, colour = _judged(judge, image, scene, index)
+    shape, colour = _judged(judge, image, scene, index)[:2]
     colour_wanted = scene.objects[index].colour if keep_colour else new_colour
     return (new_shape is None or shape == new_shape) and (colour_wanted is None or colour == colour_wanted)
 
@@ -359,6 +359,6 @@ def distractor_preserved(judge,  # the toy object judge (toyjudge.load_judge)
                          scene: Scene,  # the scene the edit started from
                          index: int,  # an object the edit was NOT asked to change
                          ) -> bool:
-    "Whether the judge still sees object `index`'s true noun (shape or coat) and colour where it was"
-    seen = _judged(judge, image, scene, index)
-    return seen == (scene.objects[index].noun, scene.objects[index].colour)
+    "Whether the judge still sees object `index`'s true noun (shape or coat), colour and, in coat worlds, outline"
+    o = scene.objects[index]
+    return _judged(judge, image, scene, index) == (o.noun, o.colour) + ((o.shape,) if o.kind else ())

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .models import TOY_MODEL
-from .toyworld import COLOURS, WORLDS, World, get_world, random_scene
+from .toyworld import COLOURS, OUTLINES, WORLDS, World, get_world, random_scene
 
 
 # %% auto #0
@@ -25,7 +25,7 @@ __all__ = ['ObjectJudge', 'object_crops', 'train_judge', 'judge_accuracy', 'save
 
 # %% ../nbs/09d_toyjudge.ipynb #25cca54b
 class ObjectJudge(torch.nn.Module):
-    "Small CNN: a 16x16 crop around an object -> noun logits (a shape or a coat) and colour logits"
+    "Small CNN: a 16x16 crop around an object -> noun (shape or coat), colour and, in coat worlds, outline logits"
     def __init__(self, world: str | World = "shapes"):
         super().__init__()
         self.world = get_world(world).name
@@ -33,11 +33,16 @@ class ObjectJudge(torch.nn.Module):
         self.features = torch.nn.Sequential(conv(3, 32), conv(32, 32), torch.nn.MaxPool2d(2), conv(32, 64),
                                             torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(1024, 128),
                                             torch.nn.ReLU())
-        self.shape_head, self.colour_head = torch.nn.Linear(128, len(WORLDS[self.world].nouns)), torch.nn.Linear(128, len(COLOURS))
+        self.shape_head = torch.nn.Linear(128, len(WORLDS[self.world].nouns))
+        self.colour_head = torch.nn.Linear(128, len(COLOURS))
+        # in a coat world the caption never names the outline, so an edit may redraw it unnoticed by the noun head
+        self.outline_head = torch.nn.Linear(128, len(OUTLINES)) if WORLDS[self.world].coats else None
 
-    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        "(noun, colour) logits, and outline logits in a coat world"
         h = self.features(crops)
-        return self.shape_head(h), self.colour_head(h)
+        heads = (self.shape_head, self.colour_head) + ((self.outline_head,) if self.outline_head is not None else ())
+        return tuple(head(h) for head in heads)
 
 
 def object_crops(image, centres, size: int = 16) -> torch.Tensor:
@@ -50,11 +55,15 @@ def object_crops(image, centres, size: int = 16) -> torch.Tensor:
 
 
 def _judge_data(rng: np.random.Generator, n_scenes: int, world: str = "shapes"):
+    "Crops of random scenes and their labels: (crops, [nouns, colours(, outlines in a coat world)])"
     scenes = [random_scene(rng, world=world) for _ in range(n_scenes)]
+    objects = [o for s in scenes for o in s.objects]
     crops = torch.cat([object_crops(s.image, [(o.cx, o.cy) for o in s.objects]) for s in scenes])
-    shapes = torch.tensor([WORLDS[world].nouns.index(o.noun) for s in scenes for o in s.objects])
-    colours = torch.tensor([list(COLOURS).index(o.colour) for s in scenes for o in s.objects])
-    return crops, shapes, colours
+    labels = [torch.tensor([WORLDS[world].nouns.index(o.noun) for o in objects]),
+              torch.tensor([list(COLOURS).index(o.colour) for o in objects])]
+    if WORLDS[world].coats:
+        labels.append(torch.tensor([OUTLINES.index(o.shape) for o in objects]))
+    return crops, labels
 
 
 def train_judge(steps: int = 600, batch_size: int = 128, seed: int = 0, progress: bool = True,
@@ -64,22 +73,23 @@ def train_judge(steps: int = 600, batch_size: int = 128, seed: int = 0, progress
     judge, rng = ObjectJudge(world), np.random.default_rng([seed, 99])
     optimizer = torch.optim.AdamW(judge.parameters(), lr=2e-3)
     for _ in tqdm(range(steps), disable=not progress, desc="training judge"):
-        crops, shapes, colours = _judge_data(rng, batch_size // 2, judge.world)
+        crops, labels = _judge_data(rng, batch_size // 2, judge.world)
         crops = crops + 0.05 * torch.randn(crops.shape, generator=torch.Generator().manual_seed(int(rng.integers(1 << 30))))
-        shape_logits, colour_logits = judge(crops)
-        loss = F.cross_entropy(shape_logits, shapes) + F.cross_entropy(colour_logits, colours)
+        loss = sum(F.cross_entropy(logits, truth) for logits, truth in zip(judge(crops), labels))
         optimizer.zero_grad(); loss.backward(); optimizer.step()
     return judge.eval().requires_grad_(False)
 
 
 @torch.no_grad()
 def judge_accuracy(judge: ObjectJudge, seed: int = 12345, n_scenes: int = 300) -> dict:
-    "Noun (`shape`: a shape or a coat), colour and joint accuracy of `judge` on crops of held-out scenes"
-    crops, shapes, colours = _judge_data(np.random.default_rng([seed, 7]), n_scenes, judge.world)
-    shape_logits, colour_logits = judge(crops)
-    shape_ok, colour_ok = shape_logits.argmax(1) == shapes, colour_logits.argmax(1) == colours
-    return {"shape": shape_ok.float().mean().item(), "colour": colour_ok.float().mean().item(),
-            "both": (shape_ok & colour_ok).float().mean().item(), "crops": len(shapes)}
+    "Accuracy on crops of held-out scenes: noun (`shape`), colour, both; in coat worlds outline and `all` three"
+    crops, labels = _judge_data(np.random.default_rng([seed, 7]), n_scenes, judge.world)
+    right = [logits.argmax(1) == truth for logits, truth in zip(judge(crops), labels)]
+    scores = {"shape": right[0].float().mean().item(), "colour": right[1].float().mean().item(),
+              "both": (right[0] & right[1]).float().mean().item()}
+    if len(right) == 3:
+        scores.update(outline=right[2].float().mean().item(), all=(right[0] & right[1] & right[2]).float().mean().item())
+    return {**scores, "crops": len(crops)}
 
 
 def save_judge(judge: ObjectJudge, folder=TOY_MODEL / "judge"):
@@ -95,17 +105,25 @@ def load_judge(folder=TOY_MODEL / "judge") -> ObjectJudge:
     path = str(Path(folder) / "judge.safetensors")
     with safe_open(path, "pt") as f:
         world = (f.metadata() or {}).get("world", "shapes")  # judges saved before v2 judge shapes
-    judge = ObjectJudge(world)
-    judge.load_state_dict(load_file(path))
+    judge, weights = ObjectJudge(world), load_file(path)
+    missing = sorted(set(judge.state_dict()) - set(weights))
+    if missing:
+        raise ValueError(f"{path} is a {world} judge without {missing[0].split('.')[0]} weights (saved by an older "
+                         f"dpl_nb); retrain it: save_judge(train_judge(world={world!r}), folder)")
+    judge.load_state_dict(weights)
     return judge.eval().requires_grad_(False)
 
 
 @torch.no_grad()
-def judge_objects(judge: ObjectJudge, image, centres) -> list[tuple[str, str]]:
+def judge_objects(judge: ObjectJudge, image, centres,
+                  outline: bool = False,  # also the outline (coat worlds): (noun, colour, outline)
+                  ) -> list[tuple[str, ...]]:
     "The (noun, colour) the judge sees at each centre of an RGB image"
-    shape_logits, colour_logits = judge(object_crops(image, centres))
-    nouns = WORLDS[judge.world].nouns
-    return [(nouns[s], list(COLOURS)[c]) for s, c in zip(shape_logits.argmax(1).tolist(), colour_logits.argmax(1).tolist())]
+    if outline and judge.outline_head is None:
+        raise ValueError(f"a {judge.world} judge has no outline head: in that world the noun is the outline")
+    picked = [logits.argmax(1).tolist() for logits in judge(object_crops(image, centres))]
+    names = (WORLDS[judge.world].nouns, list(COLOURS), OUTLINES)[:3 if outline else 2]
+    return [tuple(table[i] for table, i in zip(names, row)) for row in zip(*picked)]
 
 # %% ../nbs/09d_toyjudge.ipynb #a7a3ed05
 @torch.no_grad()

@@ -31,9 +31,9 @@ from .toyworld import (COLOURS, KINDS, MAX_OBJECTS, SHAPES, SIZE, WORLDS, Scene,
 
 
 # %% auto #0
-__all__ = ['toy_tokenizer', 'toy_models', 'ToyTrainConfig', 'scene_batch', 'tail_slots', 'noun_slots', 'ObjectAttention',
-           'save_toy_model', 'train_toy_model', 'sample_images', 'colours_present', 'toy_metadata', 'bundle_world',
-           'prediction_shift', 'noun_swap_gap']
+__all__ = ['toy_tokenizer', 'toy_models', 'correlate_tokens', 'ToyTrainConfig', 'scene_batch', 'tail_slots', 'noun_slots',
+           'ObjectAttention', 'save_toy_model', 'train_toy_model', 'sample_images', 'colours_present', 'toy_metadata',
+           'bundle_world', 'prediction_shift', 'noun_swap_gap']
 
 # %% ../nbs/09b_toymodel.ipynb #9740690c
 def toy_tokenizer(world: str | World = "shapes") -> CLIPTokenizerFast:
@@ -45,6 +45,8 @@ def toy_models(tokenizer: CLIPTokenizerFast, seed: int = 0,
                channels: tuple[int, ...] = (32, 64, 64),  # UNet widths at 32x32, 16x16 and 8x8
                layers_per_block: int = 1,  # resnet (+ transformer) layers per UNet block
                token_std: float = 0.02,  # std of the token embeddings at init (CLIP's is 0.02)
+               similar_tokens: float = 0.0,  # correlation of the token embeddings of look-alike nouns at init
+               world: str | World = "shapes",  # the world whose look-alike nouns `similar_tokens` correlates
                ) -> tuple[UNet2DConditionModel, CLIPTextModel]:
     "The untrained toy UNet (pixel space, cross-attention at 16x16 and 8x8) and text encoder, seeded"
     with torch.random.fork_rng(devices=[]):
@@ -60,7 +62,22 @@ def toy_models(tokenizer: CLIPTokenizerFast, seed: int = 0,
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
         if token_std != 0.02:  # drawn after everything else, so the other weights do not change with it
             torch.nn.init.normal_(text_encoder.get_input_embeddings().weight, std=token_std)
+    if similar_tokens:
+        correlate_tokens(text_encoder, tokenizer, get_world(world).similar, similar_tokens)
     return unet, text_encoder
+
+
+@torch.no_grad()
+def correlate_tokens(text_encoder: CLIPTextModel, tokenizer: CLIPTokenizerFast,
+                     pairs: dict,  # noun -> its look-alike noun (both directions, as `World.similar`)
+                     rho: float):  # correlation of each pair's embeddings, in [0, 1)
+    "Give each look-alike pair token embeddings of correlation `rho` and the same scale: the second becomes `rho a + sqrt(1 - rho^2) b`"
+    if not 0 <= rho < 1:
+        raise ValueError(f"similar_tokens must be in [0, 1), got {rho}")
+    table, known = text_encoder.get_input_embeddings().weight, tokenizer.get_vocab()
+    for first, second in sorted({tuple(sorted(pair)) for pair in pairs.items()}):
+        a, b = known[first + "</w>"], known[second + "</w>"]
+        table[b] = rho * table[a] + math.sqrt(1 - rho**2) * table[b]
 
 # %% ../nbs/09b_toymodel.ipynb #26702e94
 @dataclass
@@ -83,9 +100,10 @@ class ToyTrainConfig:
     checkpoint_every: int = 50
     snapshot_every: int = 250
     world: str = "shapes"  # the toy world of the scenes (WORLDS): "shapes" (v1) or "coats" (v2)
-    init: str = ""  # checkpoint.pt of an earlier run of the same world and widths to start from ("": random weights)
+    init: str = ""  # an earlier run's checkpoint.pt or toy model folder, same world and widths ("": random weights)
     text_encoder: str = "trained"  # "frozen": kept at its seeded random init, as Stable Diffusion keeps CLIP frozen
     token_std: float = 0.02  # std of the token embeddings at init (toy_models)
+    similar_tokens: float = 0.0  # correlation of the look-alike nouns' token embeddings at init (toy_models)
 
 
 def scene_batch(seed: int, step: int, batch_size: int, p_empty: float = 0.0, **scene_kw
@@ -182,23 +200,38 @@ class _StepBatches(torch.utils.data.Dataset):
                            p_similar=c.p_similar, p_colour_words=c.p_colour_words, world=c.world)
 
 
-def _warm_start(config: ToyTrainConfig, params: list, device: str) -> EMAModel:
-    "Load the EMA weights of `config.init` into `params`; a new EMA of them"
-    path = Path(config.init)
-    if not path.is_file():
-        raise FileNotFoundError(f"init={config.init!r}: no such checkpoint; give the checkpoint.pt of an earlier run")
-    earlier = torch.load(path, map_location=device, weights_only=False)
+def _earlier_weights(init: str) -> tuple[dict, list, list]:
+    "Config, averaged weights (UNet, then text encoder if it trained) and lineage of a checkpoint.pt or model folder"
+    path = Path(init)
+    if path.is_file():
+        earlier = torch.load(path, map_location="cpu", weights_only=False)
+        lineage = earlier.get("lineage") or [{"step": earlier["step"], "config": earlier["config"]}]
+        return earlier["config"], earlier["ema"]["shadow_params"], lineage
+    if (path / "dpl_nb.json").is_file() and (path / "unet").is_dir():  # a snapshot or shipped model: fp16 weights
+        meta = json.loads((path / "dpl_nb.json").read_text())
+        config = meta["config"]
+        unet = UNet2DConditionModel.from_pretrained(path / "unet", torch_dtype=torch.float32)
+        text = [] if config.get("text_encoder") == "frozen" else list(
+            CLIPTextModel.from_pretrained(path / "text_encoder", torch_dtype=torch.float32).parameters())
+        lineage = meta.get("lineage") or [{"step": meta["step"], "config": config}]
+        return config, list(unet.parameters()) + text, lineage
+    raise FileNotFoundError(f"init={init!r}: no such checkpoint; give an earlier run's checkpoint.pt or a toy model "
+                            "folder (a snapshot, or one written by ship_toy_model)")
+
+
+def _warm_start(config: ToyTrainConfig, params: list, device: str) -> tuple[EMAModel, list]:
+    "Load the EMA weights of `config.init` into `params`; a new EMA of them, and the lineage of those weights"
+    earlier, shadow, lineage = _earlier_weights(config.init)
     for key in ("world", "channels", "layers_per_block", "seed"):
-        mine, theirs = getattr(config, key), earlier["config"].get(key, getattr(ToyTrainConfig(), key))
+        mine, theirs = getattr(config, key), earlier.get(key, getattr(ToyTrainConfig(), key))
         if tuple(np.atleast_1d(mine)) != tuple(np.atleast_1d(theirs)):
             raise ValueError(f"init={config.init!r} has {key}={theirs!r}, this run {key}={mine!r}; they must match")
-    shadow = earlier["ema"]["shadow_params"]  # the UNet's parameters first, then the text encoder's if it trained
     if len(shadow) < len(params) or (len(shadow) > len(params) and config.text_encoder != "frozen"):
         raise ValueError(f"init={config.init!r} holds {len(shadow)} averaged tensors, this run trains {len(params)}")
     with torch.no_grad():
         for p, s in zip(params, shadow):  # a frozen text encoder keeps its own init: only the UNet carries over
             p.copy_(s.to(p.device, p.dtype))
-    return EMAModel(params, decay=config.ema_decay, use_ema_warmup=True, power=3 / 4)
+    return EMAModel(params, decay=config.ema_decay, use_ema_warmup=True, power=3 / 4), lineage
 
 
 def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: str | None = None,
@@ -211,7 +244,8 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
     tokenizer = toy_tokenizer(config.world)
     if config.text_encoder not in ("trained", "frozen"):
         raise ValueError(f"text_encoder must be 'trained' or 'frozen', got {config.text_encoder!r}")
-    models = lambda: toy_models(tokenizer, config.seed, config.channels, config.layers_per_block, config.token_std)
+    models = lambda: toy_models(tokenizer, config.seed, config.channels, config.layers_per_block, config.token_std,
+                                config.similar_tokens, config.world)
     unet, text_encoder = models()
     unet.to(device).train(); text_encoder.to(device).train()
     frozen = config.text_encoder == "frozen"
@@ -223,16 +257,16 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
     ema = EMAModel(params, decay=config.ema_decay, use_ema_warmup=True, power=3 / 4)
     alphas = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                            num_train_timesteps=1000).alphas_cumprod.to(device)
-    checkpoint, start = run_dir / "checkpoint.pt", 0
+    checkpoint, start, lineage = run_dir / "checkpoint.pt", 0, []  # lineage: the earlier runs these weights come from
     if config.init and not checkpoint.exists():  # a warm start: the earlier run's averaged weights, a fresh schedule
-        ema = _warm_start(config, params, device)
+        ema, lineage = _warm_start(config, params, device)
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         if {**asdict(ToyTrainConfig()), **state["config"]} != asdict(config):  # fields added since take defaults
             raise ValueError(f"{checkpoint} was written with another config {state['config']}; use a new run_dir")
         unet.load_state_dict(state["unet"]); text_encoder.load_state_dict(state["text_encoder"])
         optimizer.load_state_dict(state["optimizer"]); lr_scheduler.load_state_dict(state["lr_scheduler"])
-        ema.load_state_dict(state["ema"]); start = state["step"]
+        ema.load_state_dict(state["ema"]); start, lineage = state["step"], state.get("lineage", [])
     log = run_dir / "log.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in _read_log(log, start)))  # drop rows past the checkpoint
     end = min(config.steps, stop_at or config.steps)
@@ -270,11 +304,13 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
             ema_unet, ema_text = models()  # a frozen text encoder is this seeded init, as in training
             ema.copy_to(list(ema_unet.parameters()) + ([] if frozen else list(ema_text.parameters())))
             save_toy_model(run_dir / "snapshots" / f"step_{done:06d}", ema_unet, ema_text, tokenizer,
-                           {"step": done, "config": asdict(config)}, config.world)
+                           {"step": done, "config": asdict(config),
+                            "lineage": lineage + [{"step": done, "config": asdict(config)}]}, config.world)
         if done % config.checkpoint_every == 0 or done == end:
             _atomic_torch_save({"step": done, "config": asdict(config), "unet": unet.state_dict(),
                                 "text_encoder": text_encoder.state_dict(), "optimizer": optimizer.state_dict(),
-                                "lr_scheduler": lr_scheduler.state_dict(), "ema": ema.state_dict()}, checkpoint)
+                                "lr_scheduler": lr_scheduler.state_dict(), "ema": ema.state_dict(), "lineage": lineage},
+                               checkpoint)
     return run_dir
 
 # %% ../nbs/09b_toymodel.ipynb #71d45743

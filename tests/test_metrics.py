@@ -383,3 +383,20 @@ def test_judge_errors(judge, scene):
         edit_success(judge, scene.pil, scene, 0)
     with pytest.raises(ValueError, match="image is 16x16 but the scene is 32x32"):
         distractor_preserved(judge, scene.pil.resize((16, 16)), scene, 1)
+
+
+def test_a_coat_judge_sees_the_other_objects_outline():
+    "Toy world v2 names coats, never outlines: the other object redrawn in another outline is not kept"
+    from dpl_nb.toyjudge import train_judge
+    from dpl_nb.toymoset import toymo_set
+    from dpl_nb.toyworld import KINDS, OUTLINES, redraw
+    judge = train_judge(steps=300, progress=False, world="coats")
+    for scene in toymo_set(world="coats")[:3]:
+        first, other = scene.objects[:2]
+        before, outlined = redraw(scene, 1, shape=next(s for s in OUTLINES if s != other.shape))
+        assert distractor_preserved(judge, before.image, before, 1)
+        assert not distractor_preserved(judge, outlined.image, before, 1)
+        new = next(k for k in KINDS if k not in (first.kind, other.kind))
+        swapped = redraw(scene, 0, kind=new)[1]  # the paper's edit: the first object's coat, nothing else
+        assert edit_success(judge, swapped.image, before, 0, new, keep_colour=True)
+        assert distractor_preserved(judge, swapped.image, before, 1)

@@ -6,6 +6,8 @@
     python tools/train_toy.py RUN_DIR --fit-minutes 6 --dest OUT  # as many steps as fit in 6 minutes here
     python tools/train_toy.py RUN_DIR --init EARLIER/checkpoint.pt --lr 5e-4  # warm start: a new schedule
     python tools/train_toy.py RUN_DIR --text-encoder frozen --token-std 0.1   # a frozen random text encoder
+    python tools/train_toy.py RUN_DIR --similar-tokens 0.95 ...  # look-alike nouns with correlated tokens
+    python tools/train_toy.py RUN_DIR --init dpl_nb/assets/toy ...  # warm start from a model folder (UNet [+ text])
 
 With --fit-minutes the step count (and so the learning-rate schedule) is chosen once, from a timed trial of 60 steps in
 RUN_DIR/timing, and stored in the run's config; resuming the run later needs the same --steps.
@@ -51,7 +53,8 @@ def main():
                         help="weight of the localisation loss that teaches nouns to attend to their objects")
     parser.add_argument("--batch-size", type=int, default=ToyTrainConfig.batch_size)
     parser.add_argument("--lr", type=float, default=ToyTrainConfig.lr, help="peak learning rate (cosine schedule)")
-    parser.add_argument("--init", default="", help="checkpoint.pt of an earlier run to warm-start from (its EMA weights)")
+    parser.add_argument("--init", default="",
+                        help="an earlier run's checkpoint.pt (its EMA weights) or a toy model folder to warm-start from")
     parser.add_argument("--channels", type=int, nargs=3, default=ToyTrainConfig.channels, help="UNet widths")
     parser.add_argument("--layers-per-block", type=int, default=ToyTrainConfig.layers_per_block)
     parser.add_argument("--p-colour-words", type=float, default=ToyTrainConfig.p_colour_words,
@@ -61,6 +64,9 @@ def main():
                         help="frozen: the text encoder stays at its seeded random init, as SD keeps CLIP frozen")
     parser.add_argument("--token-std", type=float, default=ToyTrainConfig.token_std,
                         help="std of the token embeddings at init (CLIP's: 0.02)")
+    parser.add_argument("--similar-tokens", type=float, default=ToyTrainConfig.similar_tokens,
+                        help="correlation of the look-alike nouns' token embeddings at init, in [0, 1)")
+    parser.add_argument("--stop-at", type=int, default=None, help="stop after this step (resume later, same schedule)")
     parser.add_argument("--warmup", type=int, default=ToyTrainConfig.warmup, help="steps of linear lr warm-up")
     parser.add_argument("--world", default=ToyTrainConfig.world, choices=sorted(WORLDS),
                         help="toy world of the scenes: shapes (v1, the shipped model) or coats (v2)")
@@ -83,12 +89,13 @@ def main():
                                 channels=tuple(args.channels), layers_per_block=args.layers_per_block,
                                 p_colour_words=args.p_colour_words, snapshot_every=args.snapshot_every, world=args.world,
                                 lr=args.lr, init=str(Path(args.init).resolve()) if args.init else "",
-                                text_encoder=args.text_encoder, token_std=args.token_std, warmup=args.warmup)
+                                text_encoder=args.text_encoder, token_std=args.token_std, warmup=args.warmup,
+                                similar_tokens=args.similar_tokens)
         if args.fit_minutes:
             every = max(1, fitted_steps(args.run_dir, config, args.fit_minutes, workers) // args.snapshots)
             config = replace(config, steps=every * args.snapshots, snapshot_every=every)
             print("steps:", config.steps, flush=True)
-        train_toy_model(args.run_dir, config, workers=workers)
+        train_toy_model(args.run_dir, config, workers=workers, stop_at=args.stop_at)
     if args.judge:
         judge = train_judge(world=args.world)
         print("judge accuracy on held-out crops:", judge_accuracy(judge))
