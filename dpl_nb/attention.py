@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import io
+import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -19,7 +20,8 @@ from .prompts import parse_prompt
 
 # %% auto #0
 __all__ = ['Controller', 'AttnLayer', 'attention_layers', 'select_layers', 'CaptureProcessor', 'capture', 'AttentionStore',
-           'cross_maps', 'self_maps', 'show_cross_maps', 'map_grid', 'map_explorer']
+           'cross_maps', 'self_maps', 'show_cross_maps', 'map_grid', 'map_explorer', 'StopForward', 'last_layer',
+           'forward_until', 'truncated_fraction']
 
 # %% ../nbs/03_attention.ipynb #ffb984fc
 @dataclass(frozen=True)
@@ -257,3 +259,46 @@ def map_explorer(store: AttentionStore, tokenizer, prompt: str, index: int = 0, 
                                continuous_update=True)
     widgets.jslink((slider, "value"), (stack, "selected_index"))
     return widgets.VBox([slider, stack])
+
+# %% ../nbs/03_attention.ipynb #e418075e
+class StopForward(Exception):
+    "Raised by `forward_until` after its layer: the rest of the UNet forward is skipped"
+
+
+def _execution_rank(layer: AttnLayer) -> tuple:
+    "Where a layer runs in a UNet forward: down blocks, then the mid block, then the up blocks, each in index order"
+    numbers = tuple(int(part) for part in layer.name.split(".") if part.isdigit())
+    return ("down", "mid", "up").index(layer.place), numbers
+
+
+def last_layer(layers: Iterable[AttnLayer]) -> AttnLayer:
+    "The layer of `layers` that runs last in a forward"
+    return max(layers, key=_execution_rank)
+
+
+@contextmanager
+def forward_until(unet: UNet2DConditionModel, layer: AttnLayer):
+    "Within the block, a UNet forward raises `StopForward` as soon as `layer` has run"
+    def stop(module, args, output):
+        raise StopForward(layer.name)
+    handle = unet.get_submodule(layer.name.removesuffix(".processor")).register_forward_hook(stop)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def truncated_fraction(unet: UNet2DConditionModel, layers: Iterable[AttnLayer],
+                       sample: torch.Tensor, encoder_hidden_states: torch.Tensor, t=500) -> float:
+    "Share of a full forward's FLOPs that a forward stopped after the last of `layers` computes"
+    from torch.utils.flop_counter import FlopCounterMode
+    counts = []
+    for stop in (False, True):
+        with torch.no_grad(), FlopCounterMode(display=False) as flops:
+            try:
+                with forward_until(unet, last_layer(layers)) if stop else contextlib.nullcontext():
+                    unet(sample, t, encoder_hidden_states=encoder_hidden_states)
+            except StopForward:
+                pass
+        counts.append(flops.get_total_flops())
+    return counts[1] / counts[0]

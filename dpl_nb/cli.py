@@ -153,7 +153,7 @@ def save_json(data: dict, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 # %% ../nbs/12_cli.ipynb #f6210e87
-PRESETS = ("lean", "paper", "toy")  # dpl_nb.dpl.DPL_PRESETS, named here so that --help needs no torch
+PRESETS = ("lean", "paper", "reference", "toy", "fast")  # dpl_nb.dpl.DPL_PRESETS, named here so that --help needs no torch
 DEMO_SCENES = 4  # `dpl_nb demo` edits the first four look-alike scenes of ToyMO-Set: a fixed rule, no hand-picking
 IOU_THRESHOLD = 0.3  # the threshold of the demo's attention IoU, as in the paper's evaluation
 
@@ -395,8 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     invert.add_argument("--fit", choices=("crop", "resize"), default="crop",
                         help="an image of another shape than the model's square: crop its centre (default), or "
                              "resize it whole, squashing it")
-    invert.add_argument("--method", choices=("dpl", "nti", "ddim"), default="dpl",
-                        help="dpl, nti (null-text inversion) or ddim (default: dpl)")
+    invert.add_argument("--method", choices=("dpl", "nti", "npi", "direct", "ddim"), default="dpl",
+                        help="dpl, nti (null-text inversion), npi (negative-prompt), direct (Direct Inversion) or "
+                             "ddim (default: dpl)")
     invert.add_argument("--preset", choices=PRESETS, default="lean",
                         help="DPL settings (default: lean; only for --method dpl)")
     invert.add_argument("--at-region", choices=("all", "objects"), default="all",

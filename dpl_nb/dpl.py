@@ -12,17 +12,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .attention import AttentionStore, capture, select_layers
+from .attention import (AttentionStore, AttnLayer, StopForward, capture, forward_until, last_layer,
+                              select_layers, truncated_fraction)
 from .background import BackgroundMasks, find_background
-from .inversion import (NTI_PRESETS, Inversion, NTIConfig, check_num_steps, ddim_scheduler, encode_with_tokens,
-                              loss_scaler, null_text_step, sample, sized_bundle, word_embeddings)
+from .inversion import (NTI_PRESETS, Inversion, NTIConfig, NullTextStep, check_num_steps, ddim_scheduler,
+                              encode_with_tokens, guided_noise, loss_scaler, null_text_step, sample, sized_bundle,
+                              word_embeddings)
 from .losses import LossConfig, dpl_losses
 from .models import Bundle, UNetCounter, model_fingerprint
 from .prompts import encode_prompts, parse_prompt
 
 # %% auto #0
 __all__ = ['TOY_BETA_BG', 'DPL_PRESETS', 'DPLConfig', 'dpl_config', 'with_options', 'dynamic_words', 'initial_tokens',
-           'check_background', 'encode_dynamic', 'TokenStep', 'token_step', 'dpl_invert', 'sampled_maps']
+           'check_background', 'encode_dynamic', 'TokenStep', 'token_step', 'cheap_step', 'stop_share', 'dpl_invert',
+           'sampled_maps']
 
 # %% ../nbs/08_dpl.ipynb #bd0db1cc
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class DPLConfig:
     cluster_threshold: float = 0.2  # a cluster is a noun's if its score exceeds this
     cluster_seed: int = 1  # KMeans seed
     word_gradients: str = "shared"  # "shared": a token gets gradient through every later position (the reference); "own": through its word's only
+    inversion: str = "nti"  # after the tokens: "nti" (null-text updates), "npi" or "direct" (no optimisation, chapter 4)
+    truncate: bool = True  # token passes after a step's first stop at the last layer the losses read (same tokens)
 
     def __post_init__(self):
         if isinstance(self.token_steps, bool) or not isinstance(self.token_steps, int) or self.token_steps < 0:
@@ -49,19 +54,23 @@ class DPLConfig:
             raise ValueError(f"word_gradients must be 'shared' (the reference) or 'own', got {self.word_gradients!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if self.inversion not in ("nti", "npi", "direct"):
+            raise ValueError(f"inversion must be 'nti', 'npi' or 'direct', got {self.inversion!r}")
 
 
 TOY_BETA_BG = 0.05  # tau_bg at step 0 for the toy model, calibrated on scenes outside ToyMO-Set (see the end of the chapter)
 
 DPL_PRESETS = {
-    "paper": DPLConfig(nti=NTI_PRESETS["dpl"], reuse_cond=False),  # the reference code's settings
+    "paper": DPLConfig(nti=NTI_PRESETS["dpl"], reuse_cond=False, truncate=False),  # the reference code's settings
+    "reference": DPLConfig(nti=NTI_PRESETS["dpl"], reuse_cond=False, truncate=False, init="piece"),  # with its quirk
     "lean": DPLConfig(),  # same losses and thresholds, canonical NTI, the conditional prediction reused
     "toy": DPLConfig(losses=LossConfig(beta_bg=TOY_BETA_BG)),  # lean, with the toy model's background threshold
+    "fast": DPLConfig(inversion="npi"),  # lean on negative-prompt inversion: no null-text optimisation
 }
 
 
 def dpl_config(config: DPLConfig | str = "lean") -> DPLConfig:
-    "A `DPLConfig`, given as itself or by preset name ('lean', 'paper' or 'toy')"
+    "A `DPLConfig`, given as itself or by preset name ('lean', 'paper', 'reference', 'toy' or 'fast')"
     if isinstance(config, DPLConfig):
         return config
     if config not in DPL_PRESETS:
@@ -150,30 +159,79 @@ def token_step(bundle: Bundle, step: int, latent: torch.Tensor, t, prompt: str,
                positions: list[list[int]],  # token positions of each braced word
                background: torch.Tensor | None, config: DPLConfig, store: AttentionStore, cost,
                bar=None,  # a tqdm bar whose postfix follows the updates within the step
+               stop: tuple[AttnLayer, float] | None = None,  # truncate passes after the first: (last loss layer, cost share)
                ) -> TokenStep:
     "Update the dynamic tokens until the losses are below this step's thresholds, or `config.token_steps` passes"
     optimizer = torch.optim.AdamW([tokens], lr=config.lr, weight_decay=config.weight_decay)
     scaler = loss_scaler(bundle)
     thresholds, history, r = config.losses.thresholds(step), [], bundle.attn_res
     noise, maps, updates = None, None, 0
-    for _ in range(config.token_steps):
+    for k in range(config.token_steps):
+        truncated = stop is not None and k > 0  # the first pass may end the step, and its prediction is reused
         with torch.enable_grad():
             cond = encode_dynamic(bundle, prompt, tokens, positions, config.word_gradients)
-            noise = bundle.predict_noise(latent, t, cond)
+            if truncated:
+                try:
+                    with forward_until(bundle.unet, stop[0]):
+                        bundle.predict_noise(latent, t, cond)
+                except StopForward:
+                    pass
+                noise, cost.partial = None, cost.partial + stop[1] * latent.shape[0]
+            else:
+                noise = bundle.predict_noise(latent, t, cond)
             maps = store.mean("cross", queries=r * r)[0].reshape(r, r, -1).float()  # losses in fp32
             values = dpl_losses(maps, positions, background, config.losses, step)
             history.append(values.as_dict())
             if values.below(thresholds):
-                return TokenStep(maps.detach(), noise.detach(), history, updates)
+                return TokenStep(maps.detach(), None if noise is None else noise.detach(), history, updates)
             optimizer.zero_grad()
             scaler.scale(values.total).backward()
         scaler.step(optimizer)
         scaler.update()
-        cost.backward += latent.shape[0]  # the backward stops inside the UNet; counted as a whole one
+        if truncated:  # the backward of a stopped pass counted as the same share
+            cost.partial += stop[1] * latent.shape[0]
+        else:
+            cost.backward += latent.shape[0]  # the backward stops inside the UNet; counted as a whole one
         updates += 1
         if bar is not None:
             bar.set_postfix_str(f"token update {updates}/{config.token_steps}", refresh=True)
     return TokenStep(maps.detach() if maps is not None else None, None, history, updates)
+
+# %% ../nbs/08_dpl.ipynb #98871fc0
+@torch.no_grad()
+def cheap_step(bundle: Bundle, scheduler, step: int, latent: torch.Tensor, target: torch.Tensor,
+               cond: torch.Tensor,  # (1, 77, dim) this step's conditional embedding (with the learnt tokens)
+               null: torch.Tensor,  # (1, 77, dim) the empty prompt's embedding
+               guidance_scale: float, method: str,  # "npi" or "direct"
+               noise_cond: torch.Tensor | None = None,  # the conditional prediction at `latent`, if already made
+               ) -> tuple[NullTextStep, torch.Tensor | None]:
+    "One denoising step of DPL on NPI or Direct Inversion: the step's null embedding and next latent, and Direct's gap"
+    t = scheduler.timesteps[step]
+    if noise_cond is None:
+        noise_cond = bundle.predict_noise(latent, t, cond)
+    noise_cond = noise_cond.float()
+    if method == "npi":  # the null is the prompt itself, so guidance leaves the conditional prediction unchanged
+        return NullTextStep(cond.float(), scheduler.step(noise_cond, t, latent).prev_sample, 0.0, 0), None
+    if method != "direct":
+        raise ValueError(f"method must be 'npi' or 'direct', got {method!r}")
+    noise_uncond = bundle.predict_noise(latent, t, null).float()
+    stepped = scheduler.step(guided_noise(noise_uncond, noise_cond, guidance_scale), t, latent).prev_sample
+    gap = target.to(stepped) - stepped
+    return NullTextStep(null.float(), stepped + gap, 0.0, 0), gap
+
+
+_SHARES: dict = {}
+
+
+def stop_share(bundle: Bundle, layers: list[AttnLayer]) -> float:
+    "What a token pass stopped after the last of `layers` costs, as a share of a full UNet forward (measured once per model and size)"
+    key = (id(bundle.unet), bundle.latent_size, tuple(l.name for l in layers))
+    if key not in _SHARES:
+        side, dim = bundle.latent_size, bundle.unet.config.cross_attention_dim
+        sample = torch.zeros(1, bundle.unet.config.in_channels, side, side, device=bundle.device, dtype=bundle.dtype)
+        text = torch.zeros(1, 77, dim, device=bundle.device, dtype=bundle.dtype)
+        _SHARES[key] = truncated_fraction(bundle.unet, layers, sample, text)
+    return _SHARES[key]
 
 # %% ../nbs/08_dpl.ipynb #e451d83a
 def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [-1, 1]
@@ -197,6 +255,11 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
     with torch.no_grad():
         null = encode_prompts(bundle, "")
     trace = dict(token_losses=[], thresholds=[], token_updates=[], token_drift=[])
+    stop = None
+    if config.truncate and config.token_steps > 1:  # measured before counting starts: it is not part of the method
+        layers = select_layers(bundle.unet, r, "cross", bundle.latent_size)
+        stop = (last_layer(layers), stop_share(bundle, layers))
+        trace["truncated_fraction"] = stop[1]
     with UNetCounter(bundle.unet) as cost:
         masks, trajectory, _ = find_background(bundle, image, prompt, num_steps, config.clusters,
                                                config.cluster_threshold, config.cluster_seed, generator, progress)
@@ -210,13 +273,13 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
         store = AttentionStore(keep_grad=True)
         cross_layers = select_layers(bundle.unet, r, "cross", bundle.latent_size)
         latent, start = trajectory[-1], null
-        all_tokens, nulls, maps, losses, inner = [], [], [], [], []
+        all_tokens, nulls, maps, losses, inner, gaps = [], [], [], [], [], []
         bar = tqdm(scheduler.timesteps, desc="DPL", disable=not progress, leave=False)
         for i, t in enumerate(bar):
             store.step = i
             with capture(bundle.unet, store, cross_layers):
                 done = token_step(bundle, i, latent, t, prompt, tokens, positions, background, config, store, cost,
-                                  bar if progress else None)
+                                  bar if progress else None, stop)
             if progress:
                 bar.set_postfix_str(f"{done.updates} token updates, null text", refresh=True)
             store.reset()
@@ -226,10 +289,15 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
             trace["token_drift"].append(((tokens.detach() - start_tokens).norm() / start_tokens.norm()).item())
             with torch.no_grad():
                 step_cond = encode_with_tokens(bundle, prompt, prompt, tokens.detach())
-            fitted = null_text_step(bundle, scheduler, i, latent, trajectory[num_steps - 1 - i], step_cond,
-                                    start if config.nti.warm_start else null, guidance_scale, config.nti.inner_steps,
-                                    config.nti.epsilon, config.nti.lr,
-                                    noise_cond=done.noise_cond if config.reuse_cond else None)
+            reused = done.noise_cond if config.reuse_cond else None
+            if config.inversion == "nti":
+                fitted = null_text_step(bundle, scheduler, i, latent, trajectory[num_steps - 1 - i], step_cond,
+                                        start if config.nti.warm_start else null, guidance_scale,
+                                        config.nti.inner_steps, config.nti.epsilon, config.nti.lr, noise_cond=reused)
+            else:
+                fitted, gap = cheap_step(bundle, scheduler, i, latent, trajectory[num_steps - 1 - i], step_cond, null,
+                                         guidance_scale, config.inversion, noise_cond=reused)
+                gaps.append(gap)
             all_tokens.append(tokens.detach().clone()); nulls.append(fitted.embedding)
             maps.append(done.maps); losses.append(fitted.loss); inner.append(fitted.inner_steps)
             latent, start = fitted.latent, fitted.embedding
@@ -237,7 +305,8 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
     settings = dict(asdict(config), preset=next((k for k, v in DPL_PRESETS.items() if v == config), None))
     return Inversion(trajectory.cpu(), torch.stack(nulls).cpu(), prompt, bundle.model_id, float(guidance_scale),
                      dict(bundle.scheduler.config), "dpl", torch.stack(all_tokens).cpu(), settings, losses, inner, cost,
-                     maps=recorded, trace=trace, fingerprint=model_fingerprint(bundle))
+                     maps=recorded, trace=trace, fingerprint=model_fingerprint(bundle),
+                     corrections=torch.stack(gaps).cpu() if config.inversion == "direct" else None)
 
 # %% ../nbs/08_dpl.ipynb #d67d94c4
 def sampled_maps(bundle: Bundle, inversion: Inversion, progress: bool = False) -> torch.Tensor:

@@ -25,11 +25,11 @@ from .models import Bundle, UNetCost, UNetCounter, atomic_write, model_fingerpri
 from .prompts import encode_prompts, parse_prompt, span_positions, tokenize_prompts, word_spans
 
 # %% auto #0
-__all__ = ['NTI_PRESETS', 'FORMAT_VERSION', 'check_num_steps', 'ddim_scheduler', 'inverse_scheduler', 'ddim_invert',
-           'guided_noise', 'loss_scaler', 'nti_lr', 'nti_threshold', 'NullTextStep', 'null_text_step', 'NTIConfig',
-           'nti_config', 'NullText', 'null_text_invert', 'library_versions', 'Inversion', 'word_embeddings',
-           'token_embeddings_replaced', 'encode_with_tokens', 'BatchLayout', 'sample', 'reconstruct', 'sized_bundle',
-           'encode_image', 'invert']
+__all__ = ['NTI_PRESETS', 'INVERSION_METHODS', 'FORMAT_VERSION', 'check_num_steps', 'ddim_scheduler', 'inverse_scheduler',
+           'ddim_invert', 'guided_noise', 'loss_scaler', 'nti_lr', 'nti_threshold', 'NullTextStep', 'null_text_step',
+           'NTIConfig', 'nti_config', 'NullText', 'null_text_invert', 'library_versions', 'Inversion',
+           'word_embeddings', 'token_embeddings_replaced', 'encode_with_tokens', 'BatchLayout', 'sample', 'reconstruct',
+           'sized_bundle', 'encode_image', 'invert', 'direct_corrections']
 
 # %% ../nbs/04_inversion.ipynb #ea14fe23
 def check_num_steps(num_steps: int, scheduler) -> int:
@@ -214,7 +214,7 @@ class Inversion:
     model_id: str  # the bundle's model id
     guidance_scale: float  # the guidance the null embeddings were fitted for
     scheduler_config: dict  # DDIM scheduler config, so sampling uses the same schedule
-    method: str = "nti"  # "ddim", "nti" or "dpl"
+    method: str = "nti"  # "ddim", "nti", "npi", "direct" or "dpl"
     token_embeddings: torch.Tensor | None = None  # (T, P, dim) per-step input embeddings of the braced words' tokens
     settings: dict = field(default_factory=dict)  # the method's hyper-parameters
     losses: list[float] = field(default_factory=list)  # last null-text loss of each step
@@ -224,6 +224,7 @@ class Inversion:
     maps: torch.Tensor | None = None  # (T, r, r, 77) cross maps recorded while inverting (DPL: each step's last token pass)
     trace: dict = field(default_factory=dict)  # what the method recorded per step (DPL: losses, thresholds, mask)
     fingerprint: dict = field(default_factory=dict)  # models.model_fingerprint of the model; {}: check model_id only
+    corrections: torch.Tensor | None = None  # (T, 1, C, H, W) Direct Inversion's gaps, added to the source row
 
     @property
     def num_steps(self) -> int: return len(self.null_embeddings)
@@ -347,9 +348,13 @@ class BatchLayout:
 def sample(bundle: Bundle, inversion: Inversion, prompts: list[str] | None = None,
            controllers: Iterable = (),  # objects whose `step` and `layout` are set before each UNet call
            after_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None,  # (step, latents) -> latents
-           progress: bool = True) -> torch.Tensor:
+           progress: bool = True,
+           corrected: str = "source",  # rows given Direct Inversion's gaps: "source" (published) or "all"
+           ) -> torch.Tensor:
     "Guided DDIM sampling from the inversion's z*_T with its per-step null embeddings: latents `(n, C, H, W)`"
     inversion.check(bundle)
+    if corrected not in ("source", "all"):
+        raise ValueError(f"corrected must be 'source' or 'all', got {corrected!r}")
     prompts = [inversion.prompt] if prompts is None else list(prompts)
     n, device, dtype = len(prompts), bundle.device, bundle.dtype
     layout = BatchLayout(uncond=n, cond=n)
@@ -365,6 +370,9 @@ def sample(bundle: Bundle, inversion: Inversion, prompts: list[str] | None = Non
         noise = bundle.predict_noise(torch.cat([latents, latents]), t, torch.cat([null, step_cond]))
         noise_uncond, noise_cond = noise.chunk(2)
         latents = scheduler.step(guided_noise(noise_uncond, noise_cond, inversion.guidance_scale), t, latents).prev_sample
+        if inversion.corrections is not None:  # Direct Inversion: the source row back onto the inverted path
+            rows = 1 if corrected == "source" else n
+            latents = torch.cat([latents[:rows] + inversion.corrections[i].to(device, latents.dtype), latents[rows:]])
         if after_step is not None:
             latents = after_step(i, latents)
     return latents
@@ -403,16 +411,19 @@ def encode_image(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tenso
     return z0
 
 
+INVERSION_METHODS = ("nti", "ddim", "npi", "direct")  # what `invert(method=...)` does after DDIM inversion
+
+
 def invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [-1, 1]
            prompt: str,  # describes the image; braces mark the words DPL will learn
            num_steps: int = 50, guidance_scale: float = 7.5,
-           method: str = "nti",  # "nti" (null-text inversion) or "ddim" (plain DDIM inversion, empty-prompt nulls)
+           method: str = "nti",  # "nti" (null-text inversion), "ddim" (empty-prompt nulls), "npi" or "direct"
            nti: NTIConfig | str = "canonical",  # NTI settings, or a preset name: "canonical" or "dpl"
            generator: torch.Generator | int | None = None,  # seed or generator sampling the VAE posterior; None: its mean
            progress: bool = True) -> Inversion:
     "Invert `image` under `prompt`: DDIM inversion, then (by default) null-text inversion"
-    if method not in ("nti", "ddim"):
-        raise ValueError(f"method must be 'nti' or 'ddim', got {method!r}")
+    if method not in INVERSION_METHODS:
+        raise ValueError(f"method must be one of {INVERSION_METHODS}, got {method!r}")
     if method == "nti" and not guidance_scale > 1:
         raise ValueError(f"guidance_scale must be > 1 for null-text inversion (at 1 the null embedding has no "
                          f"effect), got {guidance_scale}; use 7.5 as in the paper, or method='ddim'")
@@ -428,17 +439,38 @@ def invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [
         cond, null = encode_prompts(bundle, prompt), encode_prompts(bundle, "")
     with UNetCounter(bundle.unet) as cost:
         trajectory = ddim_invert(bundle, z0, cond, num_steps, progress)
+        corrections, losses, inner, settings = None, [], [], {}
         if method == "nti":
             fitted = null_text_invert(bundle, trajectory, cond, null, guidance_scale, config, progress)
             nulls, losses, inner, settings = fitted.embeddings, fitted.losses, fitted.inner_steps, asdict(config)
+        elif method == "npi":  # negative-prompt inversion: the source prompt is its own null
+            nulls = cond.expand(num_steps, -1, -1, -1).clone()
         else:
-            nulls, losses, inner, settings = null.expand(num_steps, -1, -1, -1).clone(), [], [], {}
+            nulls = null.expand(num_steps, -1, -1, -1).clone()
+            if method == "direct":
+                corrections = direct_corrections(bundle, trajectory, cond, null, guidance_scale, progress).cpu()
     return Inversion(trajectory.cpu(), nulls.cpu(), prompt, bundle.model_id, float(guidance_scale),
                      dict(bundle.scheduler.config), method, None, settings, losses, inner, cost,
-                     fingerprint=model_fingerprint(bundle))
+                     fingerprint=model_fingerprint(bundle), corrections=corrections)
+
+# %% ../nbs/04_inversion.ipynb #f866ea23
+@torch.no_grad()
+def direct_corrections(bundle: Bundle, trajectory: torch.Tensor,  # (T+1, 1, C, H, W) from ddim_invert
+                       cond: torch.Tensor, null: torch.Tensor, guidance_scale: float = 7.5,
+                       progress: bool = True) -> torch.Tensor:
+    "Direct Inversion's per-step gaps `(T, 1, C, H, W)`: the inverted latent minus the guided DDIM step that should reach it"
+    num_steps = len(trajectory) - 1
+    scheduler = ddim_scheduler(bundle.scheduler.config, num_steps)
+    latent, gaps = trajectory[-1].to(bundle.device, torch.float32), []
+    for i, t in enumerate(tqdm(scheduler.timesteps, desc="Direct Inversion", disable=not progress, leave=False)):
+        noise_uncond, noise_cond = bundle.predict_noise(torch.cat([latent, latent]), t, torch.cat([null, cond])).chunk(2)
+        stepped = scheduler.step(guided_noise(noise_uncond, noise_cond, guidance_scale), t, latent).prev_sample
+        gaps.append(trajectory[num_steps - 1 - i].to(stepped) - stepped)
+        latent = stepped + gaps[-1]  # as the sampler will compute it, so sampling retraces this path exactly
+    return torch.stack(gaps)
 
 # %% ../nbs/04_inversion.ipynb #bf57869e
-FORMAT_VERSION = 1  # layout of the files Inversion.save writes; load refuses newer ones
+FORMAT_VERSION = 2  # newest layout Inversion.save writes (2: Direct Inversion's corrections); load refuses newer ones
 
 
 def _checksum(tensor: torch.Tensor) -> str:
@@ -453,11 +485,15 @@ def _save(self: Inversion, path: str | os.PathLike) -> Path:
         tensors["token_embeddings"] = self.token_embeddings
     if self.maps is not None:
         tensors["maps"] = self.maps
+    if self.corrections is not None:
+        tensors["corrections"] = self.corrections
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    meta = dict(format="dpl_nb.inversion", format_version=FORMAT_VERSION, prompt=self.prompt, model_id=self.model_id,
+    version = 2 if self.corrections is not None else 1  # without corrections, a file older dpl_nb versions read
+    meta = dict(format="dpl_nb.inversion", format_version=version, prompt=self.prompt, model_id=self.model_id,
                 guidance_scale=self.guidance_scale, scheduler_config=dict(self.scheduler_config), method=self.method,
                 settings=self.settings, losses=self.losses, inner_steps=self.inner_steps,
-                cost=dict(forward=self.cost.forward, backward=self.cost.backward), versions=self.versions,
+                cost=dict(forward=self.cost.forward, backward=self.cost.backward, partial=self.cost.partial),
+                versions=self.versions,
                 trace=self.trace, fingerprint=self.fingerprint,
                 checksums={k: _checksum(v) for k, v in tensors.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -495,8 +531,10 @@ def _load(cls, path: str | os.PathLike, bundle: Bundle | None = None) -> Inversi
     cost = meta["cost"]
     inversion = cls(tensors["latents"], tensors["null_embeddings"], meta["prompt"], meta["model_id"],
                     meta["guidance_scale"], meta["scheduler_config"], meta["method"], tensors.get("token_embeddings"),
-                    meta["settings"], meta["losses"], meta["inner_steps"], UNetCost(cost["forward"], cost["backward"]),
-                    meta["versions"], tensors.get("maps"), meta.get("trace", {}), meta.get("fingerprint", {}))
+                    meta["settings"], meta["losses"], meta["inner_steps"],
+                    UNetCost(cost["forward"], cost["backward"], cost.get("partial", 0.0)),
+                    meta["versions"], tensors.get("maps"), meta.get("trace", {}), meta.get("fingerprint", {}),
+                    tensors.get("corrections"))
     return inversion if bundle is None else inversion.check(bundle)
 
 

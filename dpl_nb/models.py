@@ -500,12 +500,13 @@ class UNetCost:
     "Batch-weighted UNet evaluations: `forward` passes and `backward` passes"
     forward: int = 0
     backward: int = 0
+    partial: float = 0.0  # passes stopped part-way (and their backward), as the share of a full evaluation they cost
 
     @property
-    def total(self) -> int: return self.forward + self.backward
+    def total(self) -> float: return self.forward + self.backward + self.partial
 
     def __add__(self, other: UNetCost) -> UNetCost:
-        return UNetCost(self.forward + other.forward, self.backward + other.backward)
+        return UNetCost(self.forward + other.forward, self.backward + other.backward, self.partial + other.partial)
 
 
 class UNetCounter:

@@ -265,7 +265,9 @@ def edit(bundle: Bundle, inversion: Inversion, target_prompt: str | Sequence[str
          blend_words: tuple | None = None,  # (source words, target words) for a local blend; None: no blend
          blend_region: torch.Tensor | None = None,  # (H, W) bool edit region for a local blend without word masks
          blend_threshold: float = 0.3, blend_start=0.2,  # local blend threshold and first step (fraction or count)
-         progress: bool = True) -> EditResult:
+         progress: bool = True,
+         corrected: str = "source",  # a Direct Inversion's gaps go to the source row ("source") or every row ("all")
+         ) -> EditResult:
     "Prompt-to-Prompt edit of an inverted image: the source row reconstructs it, each target row edits it"
     inversion.check(bundle)
     tokenizer, num_steps = bundle.tokenizer, inversion.num_steps
@@ -290,7 +292,7 @@ def edit(bundle: Bundle, inversion: Inversion, target_prompt: str | Sequence[str
     controllers = [controller] if blend is None else [controller, blend]
     layers = select_layers(bundle.unet, None, "cross", latent_size) + self_layers
     with UNetCounter(bundle.unet) as cost, capture(bundle.unet, controller, layers):
-        latents = sample(bundle, inversion, [source] + targets, controllers, blend, progress)
+        latents = sample(bundle, inversion, [source] + targets, controllers, blend, progress, corrected)
     images = to_pil(bundle.decode(latents))
     maps = torch.stack([cross_maps(store, controller.layout.source + k) for k in range(len(latents))])
     return EditResult(images[0], images[1:], [source] + targets, latents, maps,

@@ -156,7 +156,9 @@ def test_bad_input(toy, scene):
     with pytest.raises(ValueError, match="guidance_scale"):
         dpl_invert(toy, scene.pil, scene.braced, num_steps=2, guidance_scale=1.0, progress=False)
     with pytest.raises(ValueError, match="lean"):
-        dpl_config("fast")
+        dpl_config("fastest")
+    with pytest.raises(ValueError, match="inversion must be"):
+        DPLConfig(inversion="pnp")
     with pytest.raises(ValueError, match="token_steps"):
         DPLConfig(token_steps=-1)
     with pytest.raises(ValueError, match="init"):
@@ -223,3 +225,48 @@ def test_losses_that_are_off_with_zero_thresholds(toy, scene):
     updates = [dpl_invert(toy, scene.pil, scene.braced, dataclasses.replace(every, losses=LossConfig(lambda_bg=0, beta_bg=beta)),
                           num_steps=2, progress=False).trace["token_updates"] for beta in (0.0, 0.7)]
     assert updates[0] == updates[1]  # the threshold of a loss that is off changes nothing (beta 0 took every update)
+
+
+@pytest.mark.parametrize("model", ["tiny", "toy"])
+def test_truncated_token_passes_learn_the_same_tokens(bundle, toy, scene, model):
+    "Passes stopped after the last loss layer: the same losses and tokens as whole passes, at a lower counted cost"
+    from tiny_scenes import shapes_picture
+    net = bundle if model == "tiny" else toy
+    image, prompt = (shapes_picture(bundle.image_size), "a {circle} and a {square}") if model == "tiny" \
+        else (scene.pil, scene.braced)
+    lean = DPL_PRESETS["lean"]
+    eager = dataclasses.replace(lean, losses=dataclasses.replace(lean.losses, beta_at=0.0), token_steps=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cut, whole = (dpl_invert(net, image, prompt, dataclasses.replace(eager, truncate=flag), num_steps=STEPS,
+                                 progress=False) for flag in (True, False))
+    assert sum(cut.trace["token_updates"]) > 0  # a zero threshold: every step updates
+    assert (cut.token_embeddings - whole.token_embeddings).abs().max() < 1e-5
+    for a, b in zip(cut.trace["token_losses"], whole.trace["token_losses"]):
+        assert all(abs(x[k] - y[k]) < 1e-5 for x, y in zip(a, b) for k in x)
+    share = cut.trace["truncated_fraction"]
+    assert 0 < share < 1 and cut.cost.partial > 0 and whole.cost.partial == 0
+    assert cut.cost.total < whole.cost.total
+    assert DPL_PRESETS["paper"].truncate is False and DPL_PRESETS["reference"].truncate is False
+
+
+@pytest.mark.parametrize("inversion", ["npi", "direct"])
+def test_dpl_without_null_text_optimisation(toy, scene, run, inversion, tmp_path):
+    "DPL's token phase on NPI or Direct Inversion: the same first step, no null-text updates, a file that reloads"
+    config = DPL_PRESETS["fast"] if inversion == "npi" else dataclasses.replace(DPL_PRESETS["lean"], inversion="direct")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inv = dpl_invert(toy, scene.pil, scene.braced, config, num_steps=STEPS, progress=False)
+    _, lean = run
+    assert torch.equal(inv.token_embeddings[0], lean.token_embeddings[0])  # from the same z*_T
+    assert inv.inner_steps == [0] * STEPS and inv.cost.total < lean.cost.total
+    rec = reconstruct(toy, inv, progress=False)
+    if inversion == "direct":
+        assert inv.corrections.shape[0] == STEPS and torch.allclose(rec, inv.latents[0], atol=1e-3)
+    else:
+        assert inv.corrections is None
+        step_cond = encode_with_tokens(toy, scene.braced, scene.braced, inv.token_embeddings[-1])
+        assert torch.allclose(inv.null_embeddings[-1], step_cond)  # the step's prompt is its own null
+    loaded = Inversion.load(inv.save(tmp_path / "fast.safetensors"), toy)
+    assert torch.equal(reconstruct(toy, loaded, progress=False), rec)
+    assert len(edit(toy, loaded, scene.braced.replace("{circle}", "{ring}"), progress=False).edits) == 1

@@ -149,7 +149,7 @@ def test_load_refuses_bad_files(damped, nti, tmp_path):
         meta, tensors = json.loads(f.metadata()["dpl_nb"]), {k: f.get_tensor(k) for k in f.keys()}
     save_file(tensors, tmp_path / "future.safetensors",
               metadata={"dpl_nb": json.dumps({**meta, "format_version": inversion_module.FORMAT_VERSION + 1})})
-    with pytest.raises(ValueError, match="newer than the version 1 this dpl_nb reads; upgrade dpl_nb"):
+    with pytest.raises(ValueError, match="newer than the version 2 this dpl_nb reads; upgrade dpl_nb"):
         Inversion.load(tmp_path / "future.safetensors")
     save_file(tensors, tmp_path / "other.safetensors", metadata={"dpl_nb": json.dumps({"format": "something"})})
     with pytest.raises(ValueError, match="not a dpl_nb inversion"):
@@ -165,7 +165,7 @@ def test_invert_rejects_bad_input_early(damped, picture):
         invert(damped, picture, "a red {circle")
     with pytest.raises(ValueError, match="nti must be an NTIConfig or one of"):
         invert(damped, picture, PROMPT, nti="fast")
-    with pytest.raises(ValueError, match="method must be 'nti' or 'ddim'"):
+    with pytest.raises(ValueError, match="method must be one of"):
         invert(damped, picture, PROMPT, method="exact")
     with pytest.raises(ValueError, match="invert one image at a time"):
         invert(damped, torch.zeros(2, 3, 32, 32), PROMPT, method="ddim")
@@ -237,3 +237,32 @@ def test_a_larger_square_image_reads_maps_scaled_with_its_latent():
     assert result.maps.shape[1:3] == (12, 12) and result.edited.size == (side, side)
     with pytest.raises(ValueError, match="square"):
         invert(small, noise(side)[..., :side - 16], "a {cat}", num_steps=2, progress=False)
+
+
+@pytest.mark.parametrize("method", ["npi", "direct"])
+def test_inversions_without_optimisation(damped, picture, ddim, method, tmp_path):
+    "NPI and Direct Inversion: their cost, their reconstruction, an identity edit, and a bit-identical file"
+    from dpl_nb.p2p import edit
+    inv = invert(damped, picture, PROMPT, num_steps=STEPS, method=method, progress=False)
+    assert torch.equal(inv.latents, ddim.latents)
+    assert inv.cost.total == (STEPS if method == "npi" else 3 * STEPS)
+    rec = reconstruct(damped, inv, progress=False)
+    if method == "direct":  # every step lands back on the inverted latent
+        assert mse(rec, inv.latents[0]) < 1e-10 and inv.corrections.shape == (STEPS,) + tuple(inv.latents.shape[1:])
+    else:  # the source prompt as the null: guidance cancels, and sampling is the unguided round trip
+        assert inv.corrections is None and torch.equal(inv.null_embeddings[0], encode_prompts(damped, PROMPT))
+        assert mse(rec, inv.latents[0]) < mse(reconstruct(damped, ddim, progress=False), inv.latents[0])
+    # target = source: the edit row is the reconstruction (Direct: when the edit rows get the gaps too)
+    same = edit(damped, inv, PROMPT, progress=False, corrected="all")
+    assert torch.equal(same.latents[1], same.latents[0]) and torch.allclose(same.latents[0], rec[0], atol=1e-4)
+    if method == "direct":  # as published, the gaps go to the source row only and the edit row runs free
+        free = edit(damped, inv, PROMPT, progress=False)
+        assert torch.allclose(free.latents[0], rec[0], atol=1e-4) and not torch.allclose(free.latents[1], rec[0], atol=1e-3)
+    loaded = Inversion.load(inv.save(tmp_path / f"{method}.safetensors"), damped)
+    assert loaded.method == method and torch.equal(loaded.null_embeddings, inv.null_embeddings)
+    assert (loaded.corrections is None) == (inv.corrections is None)
+    if inv.corrections is not None:
+        assert torch.equal(loaded.corrections, inv.corrections)
+    assert torch.equal(reconstruct(damped, loaded, progress=False), rec)
+    with pytest.raises(ValueError, match="method must be one of"):
+        invert(damped, picture, PROMPT, num_steps=STEPS, method="pnp", progress=False)

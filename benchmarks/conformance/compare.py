@@ -6,10 +6,14 @@ are steps) and a verdict: `equal` (within float tolerance), `documented` (a diff
 reason is recorded) or `bug`. Writes benchmarks/results/conformance.json (atomically), keeping the quantities it
 does not compute.
 
-Covered so far (stage B of the reference, `_2_DDIM_inv.py`): the DDIM-inversion trajectory, the self-attention
-clusters at 32x32 and the background mask. The token and null-text phases (stage C) and the edits (stage D) follow.
+Covered: stage B of the reference (`_2_DDIM_inv.py`): the DDIM-inversion trajectory, the self-attention clusters at
+32x32 and the background mask; stage C (`_3_dpl_inv.py` with DPL.sh's settings): per denoising step the learned
+token embeddings, the null-text embeddings and the cross-attention maps of the last token pass, and the final
+reconstruction. dpl_nb runs its `reference` preset (`paper` with the reference's BPE-piece initialisation), given
+the reference's background mask as stage C reads it. The edits (stage D) follow.
 
     python benchmarks/conformance/compare.py REFERENCE_RESULTS MODEL IMAGE --prompt "a {cat} and a {dog}" --steps 10
+                                             [--null-steps 51]
 """
 import argparse
 import json
@@ -18,6 +22,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +35,14 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 import dpl_nb  # noqa: E402
 from _results import write_result  # noqa: E402
 from dpl_nb.background import find_background  # noqa: E402
-from dpl_nb.models import load_bundle, load_image  # noqa: E402
+from dpl_nb.dpl import DPL_PRESETS, dpl_invert  # noqa: E402
+from dpl_nb.inversion import Inversion, reconstruct  # noqa: E402
+from dpl_nb.models import load_bundle, load_image, to_pil  # noqa: E402
 from dpl_nb.prompts import parse_prompt  # noqa: E402
 
 FLOAT_RTOL = 1e-5  # `equal`: relative difference below this (fp32)
+STAGE_C_RTOL = 1e-4  # `equal` for what DPL's optimisers make (tokens, nulls, maps): the issue's tolerance, fp32
+DPL_SH_POSTFIX = "1.0_0.05_0.05_25.0_50.0_25.0_0.3_0.7_0.9_0"  # _3_dpl_inv.py's folder suffix for DPL.sh's settings
 
 
 def reference_image(path) -> torch.Tensor:
@@ -124,6 +133,67 @@ def stage_b(results: Path, bundle, image_path, prompt: str, steps: int, referenc
     return quantities
 
 
+def reference_background(results: Path) -> torch.Tensor:
+    "The background mask as `_3_dpl_inv.py` reads it: BG.png resized to 16x16 by PIL's default filter, nonzero is background"
+    seg = np.asarray(Image.open(results / "sd_study" / "BG.png").resize((16, 16))).astype(bool)
+    return torch.from_numpy(seg[:, :, -1] if seg.ndim > 2 else seg)
+
+
+def _per_step(ours: torch.Tensor, theirs: torch.Tensor, note: str) -> dict:
+    per_step = [differences(o, t) for o, t in zip(ours, theirs)]
+    rel_max = max(d["rel"] for d in per_step)
+    return {"per_step": per_step, "rel_max": rel_max, "verdict": "equal" if rel_max <= STAGE_C_RTOL else "bug",
+            "note": note}
+
+
+def our_stage_c(results: Path, bundle, image_path, prompt: str, steps: int, null_steps: int, cache=None):
+    "dpl_nb's side of stage C (preset `reference`, the reference's mask): its inversion and decoded reconstruction"
+    config = replace(DPL_PRESETS["reference"], nti=replace(DPL_PRESETS["reference"].nti, inner_steps=null_steps))
+    background = reference_background(results)
+    ours = Inversion.load(cache, bundle) if cache and Path(cache).is_file() else None
+    if ours is not None and (ours.num_steps, ours.inner_steps[:1]) != (steps, [null_steps]):
+        raise SystemExit(f"{cache} holds another run ({ours.num_steps} steps, {ours.inner_steps[:1]} null updates); "
+                         "delete it")
+    if ours is None:
+        ours = dpl_invert(bundle, reference_image(image_path), prompt, config, num_steps=steps, background=background,
+                          generator=0, progress=False)
+        if cache:
+            ours.save(cache)
+    with torch.no_grad():
+        picture = bundle.decode(reconstruct(bundle, ours, progress=False))[0]
+    return ours, picture, background
+
+
+def stage_c(results: Path, bundle, image_path, prompt: str, steps: int, null_steps: int, cache=None) -> dict:
+    "DPL's per-step tokens, null embeddings, maps and the reconstruction against `_3_dpl_inv.py`'s files"
+    name = next((results / "latents").glob("*.pkl")).stem
+    with open(results / f"embed_list_{DPL_SH_POSTFIX}" / f"{name}_cond.pkl", "rb") as f:
+        tokens = torch.stack([e.float() for e in pickle.load(f)])  # (T, placeholders, dim)
+    with open(results / f"embed_list_{DPL_SH_POSTFIX}" / f"{name}_uncond.pkl", "rb") as f:
+        nulls = torch.stack([e.float() for e in pickle.load(f)])  # (T, 1, 77, dim)
+    with open(results / f"attn_{DPL_SH_POSTFIX}" / f"{name}.pkl", "rb") as f:
+        maps = torch.stack([m.float() for m in pickle.load(f)])  # (T, 16, 16, 77)
+    if len(tokens) != steps:
+        raise SystemExit(f"the reference's stage C ran {len(tokens)} steps, not {steps}: rerun it with --steps {steps}")
+    ours, picture, background = our_stage_c(results, bundle, image_path, prompt, steps, null_steps, cache)
+    pixels = np.asarray(to_pil(picture), dtype=np.int16)
+    theirs_png = np.asarray(Image.open(results / f"null_inv_recon_{DPL_SH_POSTFIX}" / f"{name}.png").convert("RGB"),
+                            dtype=np.int16)
+    levels = int(np.abs(pixels - theirs_png).max())
+    updates = ours.trace["token_updates"]
+    settings = (f"preset `reference` (paper, init='piece'), {null_steps} null-text updates a step on both sides; "
+                f"the reference's background mask (16x16, {int(background.sum())} background cells)")
+    return {"dpl_tokens": {**_per_step(ours.token_embeddings, tokens, "the braced words' input embeddings after each "
+                                       f"step's token updates (cond_embeddings_list); {settings}"),
+                           "token_updates": updates},
+            "dpl_null_embeddings": _per_step(ours.null_embeddings, nulls, "each step's fitted null-text embedding "
+                                             "(uncond_embeddings_list)"),
+            "dpl_maps": _per_step(ours.maps, maps, "16x16 cross maps of each step's last token pass (attention_maps)"),
+            "dpl_reconstruction": {"max_levels": levels, "verdict": "equal" if levels <= 1 else "bug",
+                                   "note": "the final reconstruction as 8-bit RGB: ours sampled from the inversion, "
+                                           "theirs saved by _3_dpl_inv.py; equal allows one level of rounding"}}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("results", help="the reference's results folder for the image (…/output/<image name>)")
@@ -131,6 +201,11 @@ def main():
     parser.add_argument("image")
     parser.add_argument("--prompt", required=True, help="the prompt with the nouns braced")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--null-steps", type=int, default=51, help="null-text updates per step the reference ran")
+    parser.add_argument("--stages", default="B,C", help="stages to compare: B, C or both")
+    parser.add_argument("--ours", default=None, help="a file keeping dpl_nb's stage C inversion (made if absent)")
+    parser.add_argument("--only-ours", action="store_true",
+                        help="only make dpl_nb's side of stage C (into --ours), e.g. while the reference still runs")
     parser.add_argument("--reference", default=None, help="the official DPL checkout (its commit is recorded)")
     parser.add_argument("--reference-python", default=None,
                         help="the reference environment's python: differences are traced to library versions with it")
@@ -139,15 +214,26 @@ def main():
     torch.set_num_threads(1)  # the reference ran with one thread; sums then run in the same order
     bundle = load_bundle(args.model)
     parse_prompt(args.prompt, bundle.tokenizer)  # a malformed prompt fails here
+    if args.only_ours:
+        if not args.ours:
+            raise SystemExit("--only-ours needs --ours FILE")
+        our_stage_c(Path(args.results), bundle, args.image, args.prompt, args.steps, args.null_steps, args.ours)
+        return print(f"wrote {args.ours}")
     out = Path(args.out)
     result = json.loads(out.read_text()) if out.is_file() else {"benchmark": "conformance", "quantities": {}}
-    result["quantities"].update(stage_b(Path(args.results), bundle, args.image, args.prompt, args.steps,
-                                        args.reference_python))
+    stages = set(args.stages.upper().split(","))
+    if "B" in stages:
+        result["quantities"].update(stage_b(Path(args.results), bundle, args.image, args.prompt, args.steps,
+                                            args.reference_python))
+    if "C" in stages:
+        result["quantities"].update(stage_c(Path(args.results), bundle, args.image, args.prompt, args.steps,
+                                            args.null_steps, args.ours))
+        result["null_steps"] = args.null_steps
     result.update(model=args.model, image=Path(args.image).name, prompt=args.prompt, steps=args.steps,
                   reference_commit=git_commit(args.reference) if args.reference else "unknown",
                   dpl_nb=dpl_nb.__version__, torch=torch.__version__, machine=platform.machine())
     for name, q in result["quantities"].items():
-        print(f"{name}: {q['verdict']}", {k: v for k, v in q.items() if k in ("rel_max", "agreement")})
+        print(f"{name}: {q['verdict']}", {k: v for k, v in q.items() if k in ("rel_max", "agreement", "max_levels")})
     print(f"wrote {write_result(result, out)}")
 
 

@@ -1,0 +1,155 @@
+"""Fast DPL: cost and quality of DPL on cheaper inversions, beside the inversions alone, on ToyMO-Set.
+
+On the ToyMO-Set scenes of `dpl_vs_nti.py` (the first half look-alike, the second ordinary), at 50 steps and
+guidance 7.5, each scene is inverted by NTI, negative-prompt inversion (`npi`), Direct Inversion (`direct`) and DPL
+with the presets `lean`, `toy` and `fast` (`dpl_lean`, `dpl_toy`, `dpl_fast`), and each inversion is edited as
+`edit_leakage.py` edits: P2P swaps the first object's braced noun, with a local blend on the swapped words. Per
+method: UNet evaluations per image (full-evaluation equivalents: a token pass stopped early counts as its share;
+mean, median, worst; the inversion only, not the edit), wall time, the mean noun IoU at 0.3 and the sweep's best
+(maps read while sampling the reconstruction), the reconstruction's PSNR against the input (null where it is identical, as Direct Inversion's can be; their count
+is `recon_identical`), and the edit's
+`success`, `distractor_kept` and background PSNR. Writes benchmarks/results/dpl_cost.json (a `methods` dict keyed
+by those names); per-scene records go to dpl_cost_scenes.jsonl beside it, and a rerun skips the scenes recorded.
+
+    python benchmarks/dpl_cost.py [--model toy|FOLDER] [--judge FOLDER] [--scenes 20] [--steps 50] [--workers N]
+"""
+import argparse
+import os
+import platform
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import dpl_nb
+from _results import write_result
+from _toymo import balanced_scenes, psnr_outside
+from dpl_nb.dpl import dpl_invert, sampled_maps
+from dpl_nb.experiments import append_record, compact_records, read_records
+from dpl_nb.inversion import invert, reconstruct
+from dpl_nb.metrics import THRESHOLDS, distractor_preserved, edit_success, grow_mask, psnr, word_ious
+from dpl_nb.models import TOY_MODEL, load_bundle, to_pil
+from dpl_nb.p2p import edit
+from dpl_nb.prompts import parse_prompt
+from dpl_nb.toyjudge import load_judge
+from dpl_nb.toymodel import bundle_world
+from dpl_nb.toymoset import swap_target, toymo_set
+from dpl_nb.toyworld import is_distractor
+
+METHODS = {"nti": ("invert", "nti"), "npi": ("invert", "npi"), "direct": ("invert", "direct"),
+           "dpl_lean": ("dpl", "lean"), "dpl_toy": ("dpl", "toy"), "dpl_fast": ("dpl", "fast")}
+_STATE = {}
+
+
+def method_record(bundle, judge, scene, method: str, steps: int) -> dict:
+    "Invert `scene` with `method`, read its maps, reconstruct it and swap its first noun; the numbers"
+    kind, name = METHODS[method]
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    if kind == "invert":
+        inversion = invert(bundle, scene.pil, scene.braced, num_steps=steps, method=name, progress=False)
+    else:
+        inversion = dpl_invert(bundle, scene.pil, scene.braced, name, num_steps=steps, progress=False)
+    seconds = time.perf_counter() - start
+    positions = [w.positions for w in parse_prompt(scene.braced, bundle.tokenizer).words]
+    sweep = word_ious(sampled_maps(bundle, inversion), positions, scene.masks, THRESHOLDS).mean(0)
+    with torch.no_grad():
+        rebuilt = to_pil(bundle.decode(reconstruct(bundle, inversion, progress=False))[0])
+    old, new, target = swap_target(scene)
+    result = edit(bundle, inversion, target, blend_words=(old, new), progress=False)
+    recon = float(psnr(rebuilt, scene.pil))
+    return dict(unet_evals=float(inversion.cost.total), seconds=seconds, recon_psnr=None if np.isinf(recon) else recon,
+                iou03=float(sweep[int(np.flatnonzero(THRESHOLDS == 0.3)[0])]), iou_best=float(sweep.max()),
+                success=bool(edit_success(judge, result.edited, scene, 0, new_shape=new, keep_colour=True)),
+                distractor_kept=bool(distractor_preserved(judge, result.edited, scene, 1)),
+                bg_psnr=psnr_outside(result.edited, scene.pil, grow_mask(scene.masks[0], 1)),
+                token_updates=int(sum(inversion.trace.get("token_updates", []))))
+
+
+def _record(job) -> dict:
+    "One scene's record, every method (model, judge and scenes loaded once per process)"
+    index, args = job
+    torch.set_num_threads(1)
+    if not _STATE:
+        bundle = load_bundle(args["model"])
+        _STATE.update(bundle=bundle, judge=load_judge(args["judge"]), scenes=toymo_set(world=bundle_world(bundle)))
+    scene = _STATE["scenes"][index]
+    record = dict(scene=index, distractor=bool(is_distractor(scene)), prompt=scene.braced, steps=args["steps"],
+                  machine=f"{platform.machine()}, {os.cpu_count()} CPUs", torch=torch.__version__)
+    for method in METHODS:
+        record[method] = method_record(_STATE["bundle"], _STATE["judge"], scene, method, args["steps"])
+    return record
+
+
+def summarise(records: list[dict]) -> dict:
+    "Per method: evaluations (mean, median, max), seconds, IoUs, reconstruction PSNR and the edit's rates"
+    out = {}
+    for method in METHODS:
+        rows = [r[method] for r in records]
+        column = lambda key: [row[key] for row in rows if row[key] is not None]
+        evals = column("unet_evals")
+        out[method] = dict(evals_mean=statistics.fmean(evals), evals_median=statistics.median(evals),
+                           evals_max=max(evals), seconds_mean=statistics.fmean(column("seconds")),
+                           iou03=statistics.fmean(column("iou03")), iou_best=statistics.fmean(column("iou_best")),
+                           recon_psnr=statistics.fmean(column("recon_psnr")) if column("recon_psnr") else None,
+                           recon_identical=sum(row["recon_psnr"] is None for row in rows),
+                           success=statistics.fmean(column("success")),
+                           distractor_kept=statistics.fmean([r[method]["distractor_kept"] for r in records]),
+                           bg_psnr=statistics.fmean(column("bg_psnr")) if column("bg_psnr") else None)
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="toy", help="toy (the embedded model) or a toy model folder")
+    parser.add_argument("--judge", default=None, help="judge folder (default: the model folder's judge/)")
+    parser.add_argument("--scenes", type=int, default=20, help="ToyMO-Set scenes, half of them look-alikes")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1, help="processes, each running whole scenes")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dpl_cost.json"))
+    args = parser.parse_args()
+    folder = TOY_MODEL if args.model == "toy" else Path(args.model)
+    judge = args.judge or str(folder / "judge")
+    out = Path(args.out)
+    records_path = out.with_name(out.stem + "_scenes.jsonl")
+    records_path.parent.mkdir(parents=True, exist_ok=True)
+    world = bundle_world(load_bundle(args.model))
+    chosen = balanced_scenes(args.scenes, toymo_set(world=world))
+    done = read_records(records_path)
+    if {r["steps"] for r in done.values()} - {args.steps}:
+        raise SystemExit(f"{records_path} holds records of another step count; move it away or use --steps")
+    job_args = dict(model=args.model, judge=judge, steps=args.steps)
+    todo = [(i, job_args) for i, _ in chosen if i not in done]
+    print(f"{world} world: {len(chosen)} scenes, {len(todo)} to run", flush=True)
+    start = time.perf_counter()
+
+    def keep(record):
+        append_record(records_path, record); done[record["scene"]] = record
+        print(f"scene {record['scene']}: " + ", ".join(f"{m} {record[m]['unet_evals']:.0f}" for m in METHODS), flush=True)
+    if args.workers > 1:
+        with ProcessPoolExecutor(args.workers) as pool:
+            for future in as_completed([pool.submit(_record, job) for job in todo]):
+                keep(future.result())
+    else:
+        for job in todo:
+            keep(_record(job))
+    compact_records(records_path)
+    records = [done[i] for i, _ in chosen]
+    result = {"benchmark": "dpl_cost", "model": args.model, "world": world, "steps": args.steps, "guidance_scale": 7.5,
+              "scenes": len(records), "distractor_scenes": sum(r["distractor"] for r in records),
+              "methods": summarise(records), "records": records_path.name, "workers": args.workers,
+              "seconds_this_run": time.perf_counter() - start, "torch": torch.__version__,
+              "dpl_nb": dpl_nb.__version__}
+    print(f"{'method':9s} {'median':>7s} {'max':>7s} {'IoU@0.3':>8s} {'best':>6s} {'recon':>6s} {'swap':>5s} {'kept':>5s}")
+    for method, row in result["methods"].items():
+        recon = "exact" if row["recon_psnr"] is None else f"{row['recon_psnr']:.1f}"
+        print(f"{method:9s} {row['evals_median']:7.0f} {row['evals_max']:7.0f} {row['iou03']:8.3f} "
+              f"{row['iou_best']:6.3f} {recon:>6s} {row['success']:5.2f} {row['distractor_kept']:5.2f}")
+    print(f"-> {write_result(result, out)}")
+
+
+if __name__ == "__main__":
+    main()
