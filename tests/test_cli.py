@@ -98,7 +98,7 @@ def test_version(capsys):
     (["frobnicate"], "invalid choice"),
     (["invert", "x.png", "-o", "x.safetensors"], "--prompt"),
     (["demo", "--steps", "0"], "--steps"),
-    (["demo", "--preset", "fast"], "--preset"),
+    (["demo", "--preset", "fastest"], "--preset"),
     (["edit", "x.safetensors", "--target", "a {dog}", "-o", "x.png", "--reweight", "dog"], "WORD=SCALE"),
     (["demo", "--no-such-option"], "unrecognized arguments"),
 ])
@@ -167,6 +167,18 @@ def test_invert_ddim(capsys, files, tmp_path):
     status, written, _ = run(capsys, "invert", files["image"], "--prompt", "a red circle and a red square",
                              "--method", "ddim", "--steps", STEPS, "-o", out, "--quiet")
     assert status == 0 and written == [f"wrote {out}"] and Inversion.load(out).method == "ddim"
+
+
+@pytest.mark.parametrize("extra", [["--method", "npi"], ["--method", "direct"], ["--method", "dpl", "--preset", "fast"]])
+def test_invert_without_null_text_optimisation(capsys, files, tmp_path, extra):
+    out = tmp_path / "cheap.safetensors"
+    status, written, _ = run(capsys, "invert", files["image"], "--prompt", PROMPT, *extra, "--steps", STEPS, "-o", out,
+                             "--quiet")
+    inversion = Inversion.load(out)
+    assert status == 0 and written == [f"wrote {out}"] and inversion.inner_steps in ([], [0] * int(STEPS))
+    assert (inversion.corrections is not None) == (extra[1] == "direct")
+    edited = tmp_path / "edited.png"
+    assert run(capsys, "edit", out, "--target", PROMPT.replace("{circle}", "{ring}"), "-o", edited, "--quiet")[0] == 0
 
 
 def test_invert_says_how_it_fits_a_non_square_image(capsys, files, tmp_path):
