@@ -19,6 +19,7 @@ import argparse
 import json
 import pickle
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -164,6 +165,14 @@ def our_stage_c(results: Path, bundle, image_path, prompt: str, steps: int, null
     return ours, picture, background
 
 
+def printed_losses(results: Path) -> dict:
+    "The token-phase losses `_3_dpl_inv.py` prints (every 10th pass and the last): {(step, pass): (total, at, bg, dj)}"
+    text = (results / "stage_c_stdout.txt").read_text() if (results / "stage_c_stdout.txt").is_file() else ""
+    pattern = (r"Step (\d+), Attend (\d+) \| Loss: ([-\d.]+), max: ([-\d.]+),BG_loss: ([-\d.]+),"
+               r"cosine: ([-\d.]+),")
+    return {(int(m[1]), int(m[2])): tuple(float(v) for v in m.groups()[2:]) for m in re.finditer(pattern, text)}
+
+
 def stage_c(results: Path, bundle, image_path, prompt: str, steps: int, null_steps: int, cache=None) -> dict:
     "DPL's per-step tokens, null embeddings, maps and the reconstruction against `_3_dpl_inv.py`'s files"
     name = next((results / "latents").glob("*.pkl")).stem
@@ -183,7 +192,16 @@ def stage_c(results: Path, bundle, image_path, prompt: str, steps: int, null_ste
     updates = ours.trace["token_updates"]
     settings = (f"preset `reference` (paper, init='piece'), {null_steps} null-text updates a step on both sides; "
                 f"the reference's background mask (16x16, {int(background.sum())} background cells)")
-    return {"dpl_tokens": {**_per_step(ours.token_embeddings, tokens, "the braced words' input embeddings after each "
+    printed, worst = printed_losses(results), 0.0
+    for (i, j), theirs in printed.items():
+        mine = ours.trace["token_losses"][i][j]
+        worst = max(worst, max(abs(a - b) for a, b in zip((mine["total"], mine["at"], mine["bg"], mine["dj"]), theirs)))
+    losses = {"printed_passes": len(printed), "max_abs": worst,
+              "verdict": "equal" if printed and worst <= 2e-6 else "bug" if printed else "not compared",
+              "note": "the token-phase losses the reference prints with 6 decimals (total, L_at, L_bg, L_dj at every "
+                      "10th pass of each step and the last), against dpl_nb's trace; equal: within the print's rounding"}
+    return {"dpl_token_losses": losses,
+            "dpl_tokens": {**_per_step(ours.token_embeddings, tokens, "the braced words' input embeddings after each "
                                        f"step's token updates (cond_embeddings_list); {settings}"),
                            "token_updates": updates},
             "dpl_null_embeddings": _per_step(ours.null_embeddings, nulls, "each step's fitted null-text embedding "
@@ -228,8 +246,11 @@ def main():
     if "C" in stages:
         result["quantities"].update(stage_c(Path(args.results), bundle, args.image, args.prompt, args.steps,
                                             args.null_steps, args.ours))
-        result["null_steps"] = args.null_steps
-    result.update(model=args.model, image=Path(args.image).name, prompt=args.prompt, steps=args.steps,
+        result["stage_c"] = {"steps": args.steps, "null_steps": args.null_steps, "token_steps": 21,
+                              "settings": "DPL.sh's, but for the steps and null-text updates (the same on both sides)"}
+    if "B" in stages:
+        result["steps"] = args.steps
+    result.update(model=args.model, image=Path(args.image).name, prompt=args.prompt,
                   reference_commit=git_commit(args.reference) if args.reference else "unknown",
                   dpl_nb=dpl_nb.__version__, torch=torch.__version__, machine=platform.machine())
     for name, q in result["quantities"].items():

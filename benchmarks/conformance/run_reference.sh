@@ -37,6 +37,6 @@ POSTFIX=1.0_0.05_0.05_25.0_50.0_25.0_0.3_0.7_0.9_0
     --null_inner_steps "$NULL_STEPS" --attn_inner_steps 21 --lam_maxattn 1.0 --lam_entropy 0.05 --lam_cosine 0.05 \
     --print_freq 10 --max_iter_to_alter 0 --placeholder_token "<cat-toy>" "<dog-toy>" --initializer_token cat dog \
     --alpha_max 25.0 --alpha_ent 50.0 --alpha_cos 25.0 --beta_max 0.3 --beta_ent 0.7 --beta_cos 0.9 --loss_type max \
-    --attn_res 16 --smooth_op --softmax_op --seg_dirs "$REF/sd_study/"
-OMP_NUM_THREADS=1 python "$HERE/compare.py" "$REF" "$WORK/model" "$WORK/catdog.png" --ours "$WORK/ours_stage_c.safetensors" \
+    --attn_res 16 --smooth_op --softmax_op --seg_dirs "$REF/sd_study/" | tee "$REF/stage_c_stdout.txt"
+OMP_NUM_THREADS=1 python "$HERE/compare.py" "$REF" "$WORK/model" "$WORK/catdog.png" --stages "${STAGES:-B,C}" --ours "$WORK/ours_stage_c.safetensors" \
     --prompt "a {cat} and a {dog}" --steps "$STEPS" --null-steps "$NULL_STEPS" --reference "$DPL" --reference-python "$WORK/venv-dpl-ref/bin/python"
