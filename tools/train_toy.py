@@ -59,6 +59,10 @@ def main():
     parser.add_argument("--layers-per-block", type=int, default=ToyTrainConfig.layers_per_block)
     parser.add_argument("--p-colour-words", type=float, default=ToyTrainConfig.p_colour_words,
                         help="share of training captions that name colours")
+    parser.add_argument("--p-similar", type=float, default=ToyTrainConfig.p_similar,
+                        help="chance that an extra object takes an earlier object's look-alike noun")
+    parser.add_argument("--p-same-colour", type=float, default=ToyTrainConfig.p_same_colour,
+                        help="chance that an extra object takes an earlier object's colour")
     parser.add_argument("--snapshot-every", type=int, default=ToyTrainConfig.snapshot_every)
     parser.add_argument("--text-encoder", default=ToyTrainConfig.text_encoder, choices=("trained", "frozen"),
                         help="frozen: the text encoder stays at its seeded random init, as SD keeps CLIP frozen")
@@ -90,7 +94,8 @@ def main():
                                 p_colour_words=args.p_colour_words, snapshot_every=args.snapshot_every, world=args.world,
                                 lr=args.lr, init=str(Path(args.init).resolve()) if args.init else "",
                                 text_encoder=args.text_encoder, token_std=args.token_std, warmup=args.warmup,
-                                similar_tokens=args.similar_tokens)
+                                similar_tokens=args.similar_tokens, p_similar=args.p_similar,
+                                p_same_colour=args.p_same_colour)
         if args.fit_minutes:
             every = max(1, fitted_steps(args.run_dir, config, args.fit_minutes, workers) // args.snapshots)
             config = replace(config, steps=every * args.snapshots, snapshot_every=every)
