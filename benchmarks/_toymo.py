@@ -1,4 +1,4 @@
-"Shared by the ToyMO-Set benchmarks: which scenes, PSNR outside an object's mask, and summaries."
+"Shared by the ToyMO-Set benchmarks: which scenes, PSNR outside an object's mask, summaries, a worker's state."
 import math
 import statistics
 
@@ -33,3 +33,20 @@ def summary(values: list) -> dict:
     values = [v for v in values if v is not None]
     return dict(mean=statistics.fmean(values), median=statistics.median(values), min=min(values), max=max(values))
 
+
+
+_WORKER = {}
+
+
+def worker_state(model: str, judge: str, seed: int = 2023) -> dict:
+    "A benchmark process's model, judge and ToyMO-Set scenes (of the model's world), loaded once; one torch thread"
+    import torch
+    from dpl_nb.models import load_bundle
+    from dpl_nb.toyjudge import load_judge
+    from dpl_nb.toymodel import bundle_world
+    if not _WORKER:
+        torch.set_num_threads(1)
+        bundle = load_bundle(model)
+        world = bundle_world(bundle)
+        _WORKER.update(bundle=bundle, judge=load_judge(judge), world=world, scenes=toymo_set(seed=seed, world=world))
+    return _WORKER

@@ -26,7 +26,7 @@ import torch
 
 import dpl_nb
 from _results import write_result
-from _toymo import balanced_scenes, psnr_outside
+from _toymo import balanced_scenes, psnr_outside, worker_state
 from dpl_nb.dpl import dpl_invert, sampled_maps
 from dpl_nb.experiments import append_record, compact_records, read_records
 from dpl_nb.inversion import invert, reconstruct
@@ -34,14 +34,12 @@ from dpl_nb.metrics import THRESHOLDS, distractor_preserved, edit_success, grow_
 from dpl_nb.models import TOY_MODEL, load_bundle, to_pil
 from dpl_nb.p2p import edit
 from dpl_nb.prompts import parse_prompt
-from dpl_nb.toyjudge import load_judge
 from dpl_nb.toymodel import bundle_world
 from dpl_nb.toymoset import swap_target, toymo_set
 from dpl_nb.toyworld import is_distractor
 
 METHODS = {"nti": ("invert", "nti"), "npi": ("invert", "npi"), "direct": ("invert", "direct"),
            "dpl_lean": ("dpl", "lean"), "dpl_toy": ("dpl", "toy"), "dpl_fast": ("dpl", "fast")}
-_STATE = {}
 
 
 def method_record(bundle, judge, scene, method: str, steps: int) -> dict:
@@ -72,15 +70,12 @@ def method_record(bundle, judge, scene, method: str, steps: int) -> dict:
 def _record(job) -> dict:
     "One scene's record, every method (model, judge and scenes loaded once per process)"
     index, args = job
-    torch.set_num_threads(1)
-    if not _STATE:
-        bundle = load_bundle(args["model"])
-        _STATE.update(bundle=bundle, judge=load_judge(args["judge"]), scenes=toymo_set(world=bundle_world(bundle)))
-    scene = _STATE["scenes"][index]
+    state = worker_state(args["model"], args["judge"])
+    scene = state["scenes"][index]
     record = dict(scene=index, distractor=bool(is_distractor(scene)), prompt=scene.braced, steps=args["steps"],
                   machine=f"{platform.machine()}, {os.cpu_count()} CPUs", torch=torch.__version__)
     for method in METHODS:
-        record[method] = method_record(_STATE["bundle"], _STATE["judge"], scene, method, args["steps"])
+        record[method] = method_record(state["bundle"], state["judge"], scene, method, args["steps"])
     return record
 
 

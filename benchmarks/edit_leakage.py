@@ -35,7 +35,7 @@ from PIL import Image
 
 import dpl_nb
 from _results import write_result
-from _toymo import psnr_outside
+from _toymo import psnr_outside, worker_state
 from dpl_nb.dpl import DPL_PRESETS, dpl_invert, sampled_maps
 from dpl_nb.experiments import append_record, compact_records, read_records
 from dpl_nb.inversion import invert
@@ -46,12 +46,10 @@ from dpl_nb.prompts import parse_prompt
 from dpl_nb.toyworld import is_distractor
 from dpl_nb.toymoset import swap_target, toymo_set
 from dpl_nb.toymodel import bundle_world
-from dpl_nb.toyjudge import load_judge
 
 RESULTS = Path(__file__).parent / "results"
 METRICS = ("success", "distractor_kept", "bg_psnr", "iou03", "iou_best", "unet_evals")
 METHODS = ("nti", "dpl", "dpl_lean")
-_STATE = {}
 
 
 def chosen_scenes(world: str, seed: int, distractor: int, ordinary: int) -> list[tuple[int, object]]:
@@ -92,13 +90,8 @@ def method_record(bundle, judge, scene, config, steps: int) -> dict:
 def _record(job) -> dict:
     "One scene's record in a worker process (model, judge and scenes loaded once per process)"
     index, args = job
-    torch.set_num_threads(1)
-    if not _STATE:
-        bundle = load_bundle(args["model"])
-        world = bundle_world(bundle)
-        _STATE.update(bundle=bundle, judge=load_judge(args["judge"]), world=world,
-                      scenes=toymo_set(seed=args["seed"], world=world))
-    scene = _STATE["scenes"][index]
+    state = worker_state(args["model"], args["judge"], args["seed"])
+    scene = state["scenes"][index]
     _, new, target = swap_target(scene)
     record = dict(scene=index, distractor=bool(is_distractor(scene)), prompt=scene.braced, target=target,
                   steps=args["steps"], machine=f"{platform.machine()}, {os.cpu_count()} CPUs", torch=torch.__version__)
@@ -106,13 +99,15 @@ def _record(job) -> dict:
         if key not in args["methods"]:
             continue
         torch.manual_seed(0)
-        record[key] = method_record(_STATE["bundle"], _STATE["judge"], scene, preset, args["steps"])
+        record[key] = method_record(state["bundle"], state["judge"], scene, preset, args["steps"])
     return record
 
 
 def means(records: list[dict], methods=METHODS) -> dict:
     "Per method, the mean of each metric over `records` (bg_psnr over the edits that changed the background)"
     out = {}
+    if not records:  # e.g. --ordinary 0
+        return out
     for key in methods:
         row = {}
         for metric in METRICS:

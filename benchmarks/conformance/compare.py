@@ -38,7 +38,7 @@ from _results import write_result  # noqa: E402
 from dpl_nb.background import find_background  # noqa: E402
 from dpl_nb.dpl import DPL_PRESETS, dpl_invert  # noqa: E402
 from dpl_nb.inversion import Inversion, reconstruct  # noqa: E402
-from dpl_nb.models import load_bundle, load_image, to_pil  # noqa: E402
+from dpl_nb.models import load_bundle, to_pil  # noqa: E402
 from dpl_nb.prompts import parse_prompt  # noqa: E402
 
 FLOAT_RTOL = 1e-5  # `equal`: relative difference below this (fp32)
