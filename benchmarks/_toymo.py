@@ -3,6 +3,8 @@ import math
 import statistics
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from dpl_nb.metrics import psnr
 from dpl_nb.toyworld import Scene, is_distractor
@@ -33,6 +35,15 @@ def summary(values: list) -> dict:
     values = [v for v in values if v is not None]
     return dict(mean=statistics.fmean(values), median=statistics.median(values), min=min(values), max=max(values))
 
+
+
+def map_mass(maps: torch.Tensor, positions, masks: np.ndarray) -> np.ndarray:
+    "Share `(nouns, objects + 1)` of each noun's step-averaged map on each object's mask and (last) on the background"
+    r = maps.shape[1]
+    regions = np.concatenate([masks, ~masks.any(0, keepdims=True)]).astype(np.float32)
+    regions = F.interpolate(torch.from_numpy(regions)[None], size=(r, r), mode="area")[0]  # (objects + 1, r, r)
+    nouns = torch.stack([maps.mean(0)[..., list(p)].mean(-1) for p in positions])          # (nouns, r, r)
+    return ((nouns[:, None] * regions).sum((-2, -1)) / nouns.sum((-2, -1))[:, None]).numpy()
 
 
 _WORKER = {}

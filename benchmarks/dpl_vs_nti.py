@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 import dpl_nb
 from _results import write_result
-from _toymo import balanced_scenes, psnr_outside, summary
+from _toymo import balanced_scenes, map_mass, psnr_outside, summary
 from dpl_nb.dpl import DPL_PRESETS, dpl_invert, sampled_maps, with_options
 from dpl_nb.experiments import ablation_config
 from dpl_nb.inversion import invert
@@ -50,15 +50,6 @@ from dpl_nb.toyworld import caption_for, is_distractor
 from dpl_nb.toymoset import swap_target, toymo_set
 
 LEAN_TARGET_MAX = 3400  # UNet evaluations per image, worst case, lean preset at 50 steps
-
-
-def map_mass(maps: torch.Tensor, positions, masks: np.ndarray) -> np.ndarray:
-    "Share `(nouns, objects + 1)` of each noun's step-averaged map on each object's mask and (last) on the background"
-    r = maps.shape[1]
-    regions = np.concatenate([masks, ~masks.any(0, keepdims=True)]).astype(np.float32)
-    regions = F.interpolate(torch.from_numpy(regions)[None], size=(r, r), mode="area")[0]  # (objects + 1, r, r)
-    nouns = torch.stack([maps.mean(0)[..., list(p)].mean(-1) for p in positions])          # (nouns, r, r)
-    return ((nouns[:, None] * regions).sum((-2, -1)) / nouns.sum((-2, -1))[:, None]).numpy()
 
 
 def map_ious(bundle, inversion, scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

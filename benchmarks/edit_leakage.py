@@ -8,9 +8,10 @@ world the model knows (`toymodel.bundle_world`: v1 shapes or v2 coats). Each sce
 defaults and a local blend on the swapped words. Per method and scene: `success` (the judge sees the new noun and
 the old colour where the object was), `distractor_kept` (the judge sees the other object unchanged), `bg_psnr`
 (outside the edited object's mask grown by 1 px; null when identical there), `iou03` and `iou_best` (the mean noun
-IoU of the reconstruction's step-averaged maps at threshold 0.3 and the best of the 0.0-1.0 sweep) and the UNet
-evaluations of the inversion. The means go under `distractor` and `ordinary`, each keyed by method. `--methods`
-runs a subset (e.g. `nti,dpl_lean` to compare candidate models on a held-out seed before choosing one).
+IoU of the reconstruction's step-averaged maps at threshold 0.3 and the best of the 0.0-1.0 sweep), `map_mass`
+(each noun's share of its map on each object and the background) with `maps_swapped` (a noun whose map lies more on
+another object than on its own), and the UNet evaluations of the inversion. The means go under `distractor` and
+`ordinary`, each keyed by method. `--methods` runs a subset (e.g. `nti,dpl_lean` to compare candidate models on a held-out seed before choosing one).
 
 Resumable: per-scene records (with the edited images, as PNG) go to a .jsonl beside the result; a rerun skips the
 scenes recorded. Writes benchmarks/results/edit_leakage.json (ToyMO-Set's seed 2023) or edit_leakage_seed<S>.json
@@ -35,7 +36,7 @@ from PIL import Image
 
 import dpl_nb
 from _results import write_result
-from _toymo import psnr_outside, worker_state
+from _toymo import map_mass, psnr_outside, worker_state
 from dpl_nb.dpl import DPL_PRESETS, dpl_invert, sampled_maps
 from dpl_nb.experiments import append_record, compact_records, read_records
 from dpl_nb.inversion import invert
@@ -48,7 +49,7 @@ from dpl_nb.toymoset import swap_target, toymo_set
 from dpl_nb.toymodel import bundle_world
 
 RESULTS = Path(__file__).parent / "results"
-METRICS = ("success", "distractor_kept", "bg_psnr", "iou03", "iou_best", "unet_evals")
+METRICS = ("success", "distractor_kept", "bg_psnr", "iou03", "iou_best", "maps_swapped", "unet_evals")
 METHODS = ("nti", "dpl", "dpl_lean")
 
 
@@ -76,12 +77,16 @@ def method_record(bundle, judge, scene, config, steps: int) -> dict:
         inversion = dpl_invert(bundle, scene.pil, scene.braced, config, num_steps=steps, progress=False)
     seconds = time.perf_counter() - start
     positions = [w.positions for w in parse_prompt(scene.braced, bundle.tokenizer).words]
-    sweep = word_ious(sampled_maps(bundle, inversion), positions, scene.masks, THRESHOLDS).mean(0)
+    maps = sampled_maps(bundle, inversion)
+    sweep = word_ious(maps, positions, scene.masks, THRESHOLDS).mean(0)
+    mass = map_mass(maps, positions, scene.masks)  # (nouns, objects + background)
     result = edit(bundle, inversion, target, blend_words=(old, new), progress=False)
     return dict(success=bool(edit_success(judge, result.edited, scene, 0, new_shape=new, keep_colour=True)),
                 distractor_kept=bool(distractor_preserved(judge, result.edited, scene, 1)),
                 bg_psnr=psnr_outside(result.edited, scene.pil, grow_mask(scene.masks[0], 1)),
                 iou03=float(sweep[int(np.flatnonzero(THRESHOLDS == 0.3)[0])]), iou_best=float(sweep.max()),
+                map_mass=mass.round(4).tolist(),
+                maps_swapped=bool(any(row[:len(scene.objects)].argmax() != i for i, row in enumerate(mass))),
                 unet_evals=inversion.cost.total, edit_unet_evals=result.cost.total, seconds=seconds,
                 token_updates=sum(inversion.trace["token_updates"]) if config is not None else 0,
                 edited_png=_png(result.edited))
@@ -111,7 +116,7 @@ def means(records: list[dict], methods=METHODS) -> dict:
     for key in methods:
         row = {}
         for metric in METRICS:
-            values = [r[key][metric] for r in records if r[key][metric] is not None]
+            values = [r[key][metric] for r in records if r[key].get(metric) is not None]  # older records lack some
             row[metric] = float(np.mean(values)) if values else None
         row["unet_evals_max"] = max(r[key]["unet_evals"] for r in records)
         row["bg_identical"] = sum(r[key]["bg_psnr"] is None for r in records)
