@@ -130,7 +130,7 @@ def _worker(job) -> dict:
 
 def report(c: dict):
     print(f"scene {c['scene']:2d} ({'distractor' if c['distractor'] else 'ordinary'}): IoU@0.3 NTI {c['iou_nti']:.3f} "
-          f"DPL {c['iou_dpl']:.3f}; evals NTI {c['unet_evals_nti']} DPL {c['unet_evals_dpl']}; "
+          f"DPL {c['iou_dpl']:.3f}; evals NTI {c['unet_evals_nti']:.0f} DPL {c['unet_evals_dpl']:.0f}; "
           f"bg PSNR blend NTI {c['edit_bg_psnr_nti']:.1f} DPL {c['edit_bg_psnr_dpl']:.1f} dB; "
           f"{c['seconds_nti'] + c['seconds_dpl']:.0f} s", flush=True)
 
@@ -224,7 +224,7 @@ def main():
     }
     path = write_result(result, out)
     print(f"IoU@0.3 NTI {result['iou_nti']:.3f} DPL {result['iou_dpl']:.3f} (gain {result['iou_gain']:+.3f}, on "
-          f"{result['scenes_with_gain']}/{len(cases)} scenes); DPL evals worst {evals['max']}; -> {path}")
+          f"{result['scenes_with_gain']}/{len(cases)} scenes); DPL evals worst {evals['max']:.0f}; -> {path}")
 
 
 if __name__ == "__main__":

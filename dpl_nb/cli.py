@@ -611,7 +611,7 @@ def demo_command(args) -> list[Path]:
             row[method] = run = _demo_run(bundle, judge, scene, method, args.preset, args.steps, args.seed, progress)
             _say(args, f"  {labels[method]}: {'swapped' if run['success'] else 'not swapped'}, "
                        f"{'other kept' if run['kept'] else 'OTHER CHANGED'}; IoU@{IOU_THRESHOLD} of {old} {run['iou']:.2f}; "
-                       f"{run['unet_evals']} UNet evaluations, {run['seconds']:.1f} s")
+                       f"{run['unet_evals']:.0f} UNet evaluations, {run['seconds']:.1f} s")
         rows.append(row)
     means = {m: _demo_means(rows, m) for m in labels}
     rate = lambda m: (f"{labels[m]}: swapped {means[m]['success']:.0%}, other kept {means[m]['distractor_kept']:.0%}"
@@ -674,7 +674,7 @@ def invert_command(args) -> list[Path]:
     else:
         inversion = invert(bundle, image, args.prompt, args.steps, args.guidance, method=args.method,
                            progress=not args.quiet)
-    _say(args, f"  {inversion.cost.total} UNet evaluations")
+    _say(args, f"  {inversion.cost.total:.0f} UNet evaluations")
     inversion.save(out)
     return [_wrote(out)]
 
