@@ -131,3 +131,18 @@ def test_wheel_carries_the_weights(tmp_path):
     for part in ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "tokenizer/tokenizer.json",
                  "scheduler/scheduler_config.json", "dpl_nb.json", "log.jsonl", "judge/judge.safetensors"):
         assert f"dpl_nb/assets/toy/{part}" in names, part
+
+
+def test_the_kept_v2_training_snapshot_loads():
+    "tools/toy_runs/coats_v2: the latest leg of toy world v2's training, a model folder with its lineage and judge"
+    import json
+    from pathlib import Path
+    from dpl_nb.toymodel import bundle_world
+    folder = Path(__file__).parents[1] / "tools" / "toy_runs" / "coats_v2"
+    assert bundle_world(load_bundle(folder)) == "coats"
+    from dpl_nb.toymodel import _earlier_weights  # what a warm start from the folder reads
+    meta = json.loads((folder / "dpl_nb.json").read_text())
+    config, weights, lineage = _earlier_weights(str(folder))
+    assert lineage[-1]["step"] == meta["step"] and config == meta["config"] and len(weights) > 0
+    assert all(leg["config"]["world"] == "coats" and leg["config"]["text_encoder"] == "frozen" for leg in lineage)
+    assert load_judge(folder / "judge").outline_head is not None
