@@ -225,7 +225,7 @@ _SHARES: dict = {}
 
 def stop_share(bundle: Bundle, layers: list[AttnLayer]) -> float:
     "What a token pass stopped after the last of `layers` costs, as a share of a full UNet forward (measured once per model and size)"
-    key = (id(bundle.unet), bundle.latent_size, tuple(l.name for l in layers))
+    key = (str(sorted(bundle.unet.config.items())), bundle.latent_size, tuple(l.name for l in layers))
     if key not in _SHARES:
         side, dim = bundle.latent_size, bundle.unet.config.cross_attention_dim
         sample = torch.zeros(1, bundle.unet.config.in_channels, side, side, device=bundle.device, dtype=bundle.dtype)
