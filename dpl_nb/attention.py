@@ -20,13 +20,13 @@ from .prompts import parse_prompt
 
 # %% auto #0
 __all__ = ['Controller', 'AttnLayer', 'attention_layers', 'select_layers', 'CaptureProcessor', 'capture', 'AttentionStore',
-           'cross_maps', 'self_maps', 'show_cross_maps', 'map_grid', 'map_explorer', 'StopForward', 'last_layer',
+           'cross_maps', 'self_maps', 'show_cross_maps', 'map_explorer', 'map_grid', 'StopForward', 'last_layer',
            'forward_until', 'truncated_fraction']
 
 # %% ../nbs/03_attention.ipynb #ffb984fc
 @dataclass(frozen=True)
 class AttnLayer:
-    "An attention layer of a UNet: processor name, cross or self, place, level k (resolution = latent / 2**k), heads"
+    "An attention layer: processor name, cross or self, place, level k (side: latent / 2**k), heads"
     name: str
     kind: str  # "cross" or "self"
     place: str  # "down", "mid" or "up"
@@ -45,13 +45,17 @@ def attention_layers(unet: UNet2DConditionModel) -> list[AttnLayer]:
         place = {"down_blocks": "down", "mid_block": "mid", "up_blocks": "up"}[block]
         level = int(idx) if place == "down" else n - 1 if place == "mid" else n - 1 - int(idx)
         module = unet.get_submodule(name.removesuffix(".processor"))
-        layers.append(AttnLayer(name, "cross" if module.is_cross_attention else "self", place, level, module.heads))
+        layers.append(AttnLayer(name, "cross" if module.is_cross_attention else "self", place,
+                                level, module.heads))
     return layers
 
-
-def select_layers(unet: UNet2DConditionModel, resolution: int | None = None, kind: str | None = "cross",
-                  latent_size: int | None = None) -> list[AttnLayer]:
-    "Layers of one `kind` ('cross', 'self' or None for both) at `resolution` (None: all) for latents of `latent_size`"
+# %% ../nbs/03_attention.ipynb #db72773b
+def select_layers(unet: UNet2DConditionModel,
+                  resolution: int | None = None,  # side of the maps; None: every resolution
+                  kind: str | None = "cross",  # "cross", "self", or None for both
+                  latent_size: int | None = None,  # side of the latents; None: the UNet config's
+                  ) -> list[AttnLayer]:
+    "The attention layers of one `kind` at one `resolution`, for latents of side `latent_size`"
     if kind not in ("cross", "self", None):
         raise ValueError(f"kind must be 'cross', 'self' or None, got {kind!r}")
     size = latent_size or unet.config.sample_size
@@ -60,8 +64,8 @@ def select_layers(unet: UNet2DConditionModel, resolution: int | None = None, kin
               and (resolution is None or l.resolution(size) == resolution)]
     if not layers:
         found = sorted({l.resolution(size) for l in attention_layers(unet)}, reverse=True)
-        raise ValueError(f"no {kind or 'attention'} layers at resolution {resolution} for {size}x{size} latents; "
-                         f"this UNet has attention at {found}")
+        raise ValueError(f"no {kind or 'attention'} layers at resolution {resolution} for "
+                         f"{size}x{size} latents; this UNet has attention at {found}")
     return layers
 
 # %% ../nbs/03_attention.ipynb #9a99fb6b
@@ -69,12 +73,12 @@ Controller = Callable[[torch.Tensor, AttnLayer], torch.Tensor]
 
 
 class CaptureProcessor:
-    "Attention with explicit probabilities, handed to `controller(probs, layer)` before they weight the values"
+    "Attention with explicit probabilities, handed to `controller(probs, layer)` before use"
     def __init__(self, controller: Controller, layer: AttnLayer):
         self.controller, self.layer = controller, layer
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
-                 *args, **kwargs):
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
+                 temb=None, *args, **kwargs):
         residual = hidden_states
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
@@ -104,17 +108,19 @@ class CaptureProcessor:
 
 # %% ../nbs/03_attention.ipynb #4b58a7d5
 @contextmanager
-def capture(unet: UNet2DConditionModel, controller: Controller, layers: Iterable[AttnLayer] | None = None, *,
-            resolution: int | None = None, kind: str | None = "cross"):
-    "Within the block, `layers` (default: `select_layers(unet, resolution, kind)`) pass their probabilities to `controller`"
+def capture(unet: UNet2DConditionModel, controller: Controller,
+            layers: Iterable[AttnLayer] | None = None,  # None: select_layers by resolution, kind
+            *, resolution: int | None = None, kind: str | None = "cross"):
+    "Within the block, `layers` pass their attention probabilities to `controller`"
     layers = list(layers) if layers is not None else select_layers(unet, resolution, kind)
     original = dict(unet.attn_processors)
     unknown = [l.name for l in layers if l.name not in original]
     if unknown:
-        raise ValueError(f"these layers are not in the UNet: {unknown[:3]}; use attention_layers(unet)")
+        raise ValueError(f"these layers are not in the UNet: {unknown[:3]}; "
+                         "use attention_layers(unet)")
     chosen = {l.name: l for l in layers}
-    unet.set_attn_processor({name: CaptureProcessor(controller, chosen[name]) if name in chosen else proc
-                             for name, proc in original.items()})
+    unet.set_attn_processor({name: CaptureProcessor(controller, chosen[name]) if name in chosen
+                             else proc for name, proc in original.items()})
     try:
         yield controller
     finally:
@@ -122,7 +128,7 @@ def capture(unet: UNet2DConditionModel, controller: Controller, layers: Iterable
 
 # %% ../nbs/03_attention.ipynb #19f2e680
 class AttentionStore:
-    "Controller recording head-averaged maps `(batch, queries, keys)` by (step, layer name); the loop sets `step`"
+    "Controller recording head-averaged maps `(batch, queries, keys)` by step and layer"
     def __init__(self, per_step: bool = True, keep_grad: bool = False):
         self.per_step, self.keep_grad = per_step, keep_grad
         self.step, self.enabled = 0, True
@@ -143,45 +149,51 @@ class AttentionStore:
         return probs
 
     @property
-    def steps(self) -> list: return sorted({s for s, _ in self.maps}, key=lambda s: -1 if s is None else s)
+    def steps(self) -> list:
+        return sorted({s for s, _ in self.maps}, key=lambda s: -1 if s is None else s)
 
     def reset(self):
         "Forget every recorded map"
         self.maps.clear(); self.counts.clear(); self.layers.clear(); self.step = 0
 
-    def mean(self, kind: str = "cross", steps=None, layers=None, queries: int | None = None) -> torch.Tensor:
-        "Mean map `(batch, queries, keys)` over the chosen steps and layers of one kind (and one query count)"
+    def mean(self, kind: str = "cross", steps=None, layers=None,
+             queries: int | None = None) -> torch.Tensor:
+        "Mean map `(batch, queries, keys)` over the chosen steps and layers of one kind and size"
         picked = [(k, m / self.counts[k]) for k, m in self.maps.items()
                   if self.layers[k[1]].kind == kind and (steps is None or k[0] in steps)
                   and (layers is None or k[1] in {getattr(l, "name", l) for l in layers})
                   and (queries is None or m.shape[1] == queries)]
         if not picked:
-            raise ValueError(f"the store has no {kind} maps for steps={steps}, layers={layers}, queries={queries}; "
-                             f"it holds steps {self.steps} of layers {sorted(self.layers)[:3]}...")
+            raise ValueError(f"the store has no {kind} maps for steps={steps}, layers={layers}, "
+                             f"queries={queries}; it holds steps {self.steps} of layers "
+                             f"{sorted(self.layers)[:3]}...")
         sizes = {m.shape[1] for _, m in picked}
         if len(sizes) > 1:
-            raise ValueError(f"maps of several resolutions ({sorted(sizes)} queries): choose one with `queries`")
+            raise ValueError(f"maps of several resolutions ({sorted(sizes)} queries): choose one "
+                             "with `queries`")
         return torch.stack([m for _, m in picked]).mean(0)
 
 # %% ../nbs/03_attention.ipynb #4076be94
 def _side(queries: int) -> int:
     side = int(round(queries ** 0.5))
     if side * side != queries:
-        raise ValueError(f"{queries} queries is not a square map; pass `resolution` for non-square latents")
+        raise ValueError(f"{queries} queries is not a square map; pass `resolution` for "
+                         "non-square latents")
     return side
 
 
 def cross_maps(store: AttentionStore, index: int = 0, resolution: int | None = None, steps=None,
                layers=None) -> torch.Tensor:
     "Cross-attention maps `(H, W, tokens)` of batch item `index`, averaged over layers and steps"
-    maps = store.mean("cross", steps, layers, None if resolution is None else resolution ** 2)[index]
+    maps = store.mean("cross", steps, layers,
+                      None if resolution is None else resolution ** 2)[index]
     side = _side(maps.shape[0])
     return maps.reshape(side, side, maps.shape[-1])
 
 
 def self_maps(store: AttentionStore, index: int = 0, resolution: int | None = None, steps=None,
               layers=None) -> torch.Tensor:
-    "Self-attention `(HW, HW)` of batch item `index`, averaged over layers and steps (row = query pixel)"
+    "Self-attention `(HW, HW)` of batch item `index`, averaged over layers and steps (row: a query)"
     return store.mean("self", steps, layers, None if resolution is None else resolution ** 2)[index]
 
 # %% ../nbs/03_attention.ipynb #edddd9e1
@@ -196,45 +208,30 @@ def _draw_maps(axs, maps: torch.Tensor, labels, positions, image=None, highlight
         m = m / m.max().clamp_min(1e-12)
         if image is not None:
             ax.imshow(image)
-            ax.imshow(F.interpolate(m[None, None], size=image.size[::-1], mode="bilinear")[0, 0].numpy(),
-                      cmap="jet", alpha=0.5)
+            ax.imshow(F.interpolate(m[None, None], size=image.size[::-1],
+                                    mode="bilinear")[0, 0].numpy(), cmap="jet", alpha=0.5)
         else:
             ax.imshow(m.numpy(), cmap="viridis")
         ax.set_title(label, fontsize=8, color="tab:red" if pos in highlight else "black")
         ax.axis("off")
 
 
-def show_cross_maps(maps: torch.Tensor, tokenizer, prompt: str, image=None, figsize_per: float = 1.3):
-    "Plot the `(H, W, tokens)` maps of each token of `prompt` (braced words in red), optionally over a PIL `image`"
+def show_cross_maps(maps: torch.Tensor, tokenizer, prompt: str,
+                    image=None,  # a PIL image to lay the maps over
+                    figsize_per: float = 1.3):
+    "Plot the `(H, W, tokens)` maps of each token of `prompt`, braced words in red"
     import matplotlib.pyplot as plt
     parsed = parse_prompt(prompt, tokenizer)
     labels = _token_labels(tokenizer, parsed.text)
     positions = list(range(1, len(labels) + 1))
-    fig, axs = plt.subplots(1, len(labels), figsize=(figsize_per * len(labels), figsize_per * 1.2), squeeze=False)
-    _draw_maps(axs[0], maps, labels, positions, image, {p for w in parsed.words for p in w.positions})
-    fig.tight_layout()
-    return fig
-
-# %% ../nbs/03_attention.ipynb #eafa1e45
-def map_grid(store: AttentionStore, tokenizer, prompt: str, index: int = 0, steps=None, resolution=None,
-             size: float = 1.1):
-    "Static grid of cross maps: one row per step in `steps` (default: all), one column per token of `prompt`"
-    import matplotlib.pyplot as plt
-    parsed = parse_prompt(prompt, tokenizer)
-    labels = _token_labels(tokenizer, parsed.text)
-    steps = store.steps if steps is None else list(steps)
-    fig, axs = plt.subplots(len(steps), len(labels), figsize=(size * len(labels), size * len(steps) + 0.3),
+    fig, axs = plt.subplots(1, len(labels), figsize=(figsize_per * len(labels), figsize_per * 1.2),
                             squeeze=False)
-    highlight = {p for w in parsed.words for p in w.positions}
-    for row, step in zip(axs, steps):
-        _draw_maps(row, cross_maps(store, index, resolution, [step]), labels, range(1, len(labels) + 1),
-                   highlight=highlight)
-        row[0].text(-0.15, 0.5, f"step {step}", transform=row[0].transAxes, rotation=90, va="center",
-                    ha="right", fontsize=8)
+    _draw_maps(axs[0], maps, labels, positions, image,
+               {p for w in parsed.words for p in w.positions})
     fig.tight_layout()
     return fig
 
-
+# %% ../nbs/03_attention.ipynb #47ccce5d
 def _png(fig, dpi: int) -> bytes:
     import matplotlib.pyplot as plt
     buffer = io.BytesIO()
@@ -243,9 +240,9 @@ def _png(fig, dpi: int) -> bytes:
     return buffer.getvalue()
 
 
-def map_explorer(store: AttentionStore, tokenizer, prompt: str, index: int = 0, steps=None, resolution=None,
-                 dpi: int = 60):
-    "Slider over steps showing pre-rendered per-token maps; linked in the browser, so it works without a kernel"
+def map_explorer(store: AttentionStore, tokenizer, prompt: str, index: int = 0, steps=None,
+                 resolution=None, dpi: int = 60):
+    "A slider over steps showing pre-rendered per-token maps, linked in the browser: no kernel"
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
     steps = store.steps if steps is None else list(steps)
@@ -260,13 +257,33 @@ def map_explorer(store: AttentionStore, tokenizer, prompt: str, index: int = 0, 
     widgets.jslink((slider, "value"), (stack, "selected_index"))
     return widgets.VBox([slider, stack])
 
+# %% ../nbs/03_attention.ipynb #eafa1e45
+def map_grid(store: AttentionStore, tokenizer, prompt: str, index: int = 0,
+             steps=None,  # the steps to show; None: every step recorded
+             resolution=None, size: float = 1.1):
+    "Static grid of cross maps: one row per step in `steps`, one column per token of `prompt`"
+    import matplotlib.pyplot as plt
+    parsed = parse_prompt(prompt, tokenizer)
+    labels = _token_labels(tokenizer, parsed.text)
+    steps = store.steps if steps is None else list(steps)
+    fig, axs = plt.subplots(len(steps), len(labels),
+                            figsize=(size * len(labels), size * len(steps) + 0.3), squeeze=False)
+    highlight = {p for w in parsed.words for p in w.positions}
+    for row, step in zip(axs, steps):
+        _draw_maps(row, cross_maps(store, index, resolution, [step]), labels,
+                   range(1, len(labels) + 1), highlight=highlight)
+        row[0].text(-0.15, 0.5, f"step {step}", transform=row[0].transAxes, rotation=90,
+                    va="center", ha="right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
 # %% ../nbs/03_attention.ipynb #e418075e
 class StopForward(Exception):
     "Raised by `forward_until` after its layer: the rest of the UNet forward is skipped"
 
 
 def _execution_rank(layer: AttnLayer) -> tuple:
-    "Where a layer runs in a UNet forward: down blocks, then the mid block, then the up blocks, each in index order"
+    "Where a layer runs in a UNet forward: down blocks, the mid block, then up blocks, by index"
     numbers = tuple(int(part) for part in layer.name.split(".") if part.isdigit())
     return ("down", "mid", "up").index(layer.place), numbers
 
@@ -287,7 +304,7 @@ def forward_until(unet: UNet2DConditionModel, layer: AttnLayer):
     finally:
         handle.remove()
 
-
+# %% ../nbs/03_attention.ipynb #89e1f091
 def truncated_fraction(unet: UNet2DConditionModel, layers: Iterable[AttnLayer],
                        sample: torch.Tensor, encoder_hidden_states: torch.Tensor, t=500) -> float:
     "Share of a full forward's FLOPs that a forward stopped after the last of `layers` computes"

@@ -35,9 +35,10 @@ DTYPES = ("float32", "float16", "bfloat16")  # --dtype choices
 
 
 def check_device(device: str) -> str:
-    "Raise a clear error unless `device` is cpu, cuda, cuda:N or mps and this machine has it; return it"
+    "Raise a clear error unless `device` is cpu, cuda, cuda:N or mps and exists here; return it"
     if not isinstance(device, str) or not _DEVICE.fullmatch(device):
-        raise ValueError(f"device: {device!r} is not a device; use cpu, cuda, cuda:N (N = GPU index) or mps")
+        raise ValueError(f"device: {device!r} is not a device; use cpu, cuda, cuda:N (N = GPU "
+                         "index) or mps")
     import torch
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
@@ -45,7 +46,8 @@ def check_device(device: str) -> str:
             raise ValueError(f"device: {device} is not available here ({why}); use --device cpu")
         index, count = int(device.partition(":")[2] or 0), torch.cuda.device_count()
         if index >= count:
-            raise ValueError(f"device: {device} does not exist; this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+            raise ValueError(f"device: {device} does not exist; this machine has {count} GPU(s), "
+                             f"cuda:0 to cuda:{count - 1}")
     if device == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device: mps (Apple GPU) is not available here; use --device cpu")
     return device
@@ -57,8 +59,8 @@ INVERSION_SUFFIXES = (".safetensors",)
 
 def _check_folder(folder: Path, name: str) -> Path:
     if not folder.exists():
-        raise FileNotFoundError(f"{name}: the folder {folder} does not exist; create it first (mkdir -p {folder}) "
-                                "or choose another path")
+        raise FileNotFoundError(f"{name}: the folder {folder} does not exist; create it first "
+                                f"(mkdir -p {folder}) or choose another path")
     if not folder.is_dir():
         raise NotADirectoryError(f"{name}: {folder} is a file, not a folder")
     try:
@@ -66,8 +68,9 @@ def _check_folder(folder: Path, name: str) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise PermissionError(f"{name}: cannot write in the folder {folder} ({err.strerror or err}); "
-                              "choose a folder you can write in") from None
+        raise PermissionError(f"{name}: cannot write in the folder {folder} "
+                              f"({err.strerror or err}); choose a folder you can write in") \
+            from None
     return folder
 
 
@@ -77,14 +80,15 @@ def image_format(path: str | os.PathLike, name: str = "output") -> str:
     suffix = Path(path).suffix.lower()
     fmt = Image.registered_extensions().get(suffix)
     if fmt is None or fmt not in Image.SAVE:
-        raise ValueError(f"{name}: cannot write an image named {Path(path).name!r}; end the name with .png "
-                         "(or .jpg, .webp)")
+        raise ValueError(f"{name}: cannot write an image named {Path(path).name!r}; end the name "
+                         "with .png (or .jpg, .webp)")
     return fmt
 
-
-def check_output(path: str | os.PathLike, suffixes: tuple[str, ...] | None = None,  # None: an image PIL can write
+# %% ../nbs/12_cli.ipynb #4e83dba5
+def check_output(path: str | os.PathLike,
+                 suffixes: tuple[str, ...] | None = None,  # None: an image PIL can write
                  name: str = "output") -> Path:
-    "Raise a clear error unless a file can be written at `path`: a known suffix, not a folder, in a writable folder"
+    "Raise a clear error unless a file can be written at `path` (a known suffix, a writable folder)"
     path = Path(path).expanduser()
     if path.is_dir():
         raise IsADirectoryError(f"{name}: {path} is a folder; give a file name in it, e.g. "
@@ -98,10 +102,11 @@ def check_output(path: str | os.PathLike, suffixes: tuple[str, ...] | None = Non
 
 
 def check_out_dir(path: str | os.PathLike, name: str = "output") -> Path:
-    "Raise a clear error unless `path` is a writable folder, or one that can be made in a writable folder"
+    "Raise a clear error unless `path` is a writable folder, or one that can be made in one"
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"{name}: {path} is a file; give a folder (it is created if missing)")
+        raise NotADirectoryError(f"{name}: {path} is a file; give a folder (it is created if "
+                                 "missing)")
     _check_folder(path if path.exists() else path.parent, name)
     return path
 
@@ -117,10 +122,11 @@ def check_prompt(prompt: str, name: str = "prompt",
                  braced: bool = False,  # require at least one braced word
                  bundle=None,  # with a Bundle: also the 77-token limit and the model's vocabulary
                  ) -> str:
-    "Raise a clear error for an empty prompt, unbalanced braces, no braced word (if required) or unknown words"
+    "Raise a clear error for an empty prompt, unbalanced braces, no braced word or unknown words"
     from dpl_nb.prompts import check_vocabulary, parse_prompt
     if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError(f"{name}: the prompt is empty; describe the image, e.g. \"a {{cat}} and a {{dog}}\"")
+        raise ValueError(f"{name}: the prompt is empty; describe the image, e.g. "
+                         "\"a {cat} and a {dog}\"")
     try:
         parse_prompt(prompt, None if bundle is None else bundle.tokenizer)
         if bundle is not None:
@@ -142,8 +148,8 @@ def save_image(image: Image.Image, path: str | os.PathLike) -> Path:
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     "Write a matplotlib figure atomically, in the format its suffix names"
     from dpl_nb.models import atomic_write
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=Path(path).suffix[1:].lower(), dpi=dpi,
-                                                       bbox_inches="tight"))
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=Path(path).suffix[1:].lower(),
+                                                       dpi=dpi, bbox_inches="tight"))
 
 
 def save_json(data: dict, path: str | os.PathLike) -> Path:
@@ -153,8 +159,10 @@ def save_json(data: dict, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 # %% ../nbs/12_cli.ipynb #f6210e87
-PRESETS = ("lean", "paper", "reference", "toy", "fast")  # dpl_nb.dpl.DPL_PRESETS, named here so that --help needs no torch
-DEMO_SCENES = 4  # `dpl_nb demo` edits the first four look-alike scenes of ToyMO-Set: a fixed rule, no hand-picking
+# dpl_nb.dpl.DPL_PRESETS, named here so that --help needs no torch
+PRESETS = ("lean", "paper", "reference", "toy", "fast")
+# `dpl_nb demo` edits the first four look-alike scenes of ToyMO-Set: a fixed rule, no hand-picking
+DEMO_SCENES = 4
 IOU_THRESHOLD = 0.3  # the threshold of the demo's attention IoU, as in the paper's evaluation
 
 
@@ -167,13 +175,16 @@ def demo_scenes(scenes: list,  # ToyMO-Set (toymoset.toymo_set)
     if chosen:
         for index in chosen:
             if not 0 <= index < len(scenes):
-                raise ValueError(f"--scene must be a ToyMO-Set index from 0 to {len(scenes) - 1}, got {index}")
+                raise ValueError(f"--scene must be a ToyMO-Set index from 0 to {len(scenes) - 1}, "
+                                 f"got {index}")
         return list(dict.fromkeys(chosen))
     return [i for i, s in enumerate(scenes) if is_distractor(s)][:count]
 
 # %% ../nbs/12_cli.ipynb #715210a8
-def blend_words(source: str, target: str, specs: list[str] | None) -> tuple[list[str], list[str]] | None:
-    "Local-blend words from `--blend` values: 'SRC:TGT', or a source word and the target word at its place"
+def blend_words(source: str, target: str,
+                specs: list[str] | None,  # the --blend values
+                ) -> tuple[list[str], list[str]] | None:
+    "Local-blend words from 'SRC:TGT' values, or source words and the target words at their place"
     from dpl_nb.prompts import parse_prompt
     if not specs:
         return None
@@ -183,7 +194,8 @@ def blend_words(source: str, target: str, specs: list[str] | None) -> tuple[list
     for spec in specs:
         src, sep, tgt = (part.strip() for part in spec.partition(":"))
         if not src or (sep and not tgt):
-            raise ValueError(f"--blend: {spec!r} should be a word of the source prompt, or SOURCE:TARGET")
+            raise ValueError(f"--blend: {spec!r} should be a word of the source prompt, or "
+                             "SOURCE:TARGET")
         if not sep:
             places = [i for i, w in enumerate(src_words) if clean(w).lower() == src.lower()]
             if not places:
@@ -193,13 +205,14 @@ def blend_words(source: str, target: str, specs: list[str] | None) -> tuple[list
             elif src.lower() in [clean(w).lower() for w in tgt_words]:
                 tgt = src
             else:
-                raise ValueError(f"--blend: the prompts have different numbers of words, so the target word at the "
-                                 f"place of {src!r} is ambiguous; write --blend {src}:TARGET_WORD")
+                raise ValueError("--blend: the prompts have different numbers of words, so the "
+                                 f"target word at the place of {src!r} is ambiguous; write "
+                                 f"--blend {src}:TARGET_WORD")
         sources.append(src)
         targets.append(tgt)
     return sources, targets
 
-
+# %% ../nbs/12_cli.ipynb #37d69b00
 def reweight_item(text: str) -> tuple[str, float]:
     "Parse one `--reweight WORD=SCALE` value"
     word, _, scale = (part.strip() for part in text.partition("="))
@@ -221,18 +234,19 @@ def shown_steps(num_steps: int, count: int) -> list[int]:
         return [num_steps - 1]
     return sorted({round(k * (num_steps - 1) / (count - 1)) for k in range(count)})
 
-
+# %% ../nbs/12_cli.ipynb #40ed3b08
 def _word_positions(tokenizer, prompt: str) -> list[tuple[str, list[int]]]:
-    "(word, token positions) of the braced words of `prompt`, or of all its words when none is braced"
+    "(word, token positions) of the braced words of `prompt`, or of all its words if none is braced"
     from dpl_nb.prompts import parse_prompt, span_positions
     parsed = parse_prompt(prompt, tokenizer)
     if parsed.words:
         return [(w.word, list(w.positions)) for w in parsed.words]
-    return [(m.group(), span_positions(tokenizer, parsed.text, *m.span())) for m in re.finditer(r"\S+", parsed.text)]
+    return [(m.group(), span_positions(tokenizer, parsed.text, *m.span()))
+            for m in re.finditer(r"\S+", parsed.text)]
 
 
 def _draw_map(ax, word_map, mask=None, size: int | None = None, other=None):
-    "One word map, divided by its maximum, upsampled to `size`, with the outline of `mask` (and dashed, of `other`)"
+    "A word map, divided by its maximum, upsampled to `size`, outlining `mask` (dashed: `other`)"
     import torch.nn.functional as F
     m = word_map.detach().float().cpu()
     m = m / m.max().clamp_min(1e-12)
@@ -245,7 +259,7 @@ def _draw_map(ax, word_map, mask=None, size: int | None = None, other=None):
         ax.contour(other, levels=[0.5], colors="white", linewidths=1, linestyles="dashed")
     ax.set_xticks([]); ax.set_yticks([])
 
-
+# %% ../nbs/12_cli.ipynb #9dcde979
 def maps_figure(maps, tokenizer, prompt: str, steps: list[int],
                 image: Image.Image | None = None,  # drawn first, e.g. the inverted image
                 title: str = ""):
@@ -269,13 +283,14 @@ def maps_figure(maps, tokenizer, prompt: str, steps: list[int],
     return fig
 
 # %% ../nbs/12_cli.ipynb #b580d7dd
-def demo_figure(rows: list[dict],  # per scene: scene, index, old, new, and per method ("nti", "dpl") a dict with
-                                   # map (r, r), iou, edited (PIL), success, kept
+def demo_figure(rows: list[dict],  # per scene: scene, index, old, new, and per method ("nti",
+                                   # "dpl") a dict: map (r, r), iou, edited (PIL), success, kept
                 methods: dict,  # method -> its label, e.g. {"nti": "NTI", "dpl": "DPL (toy)"}
                 title: str = ""):
-    "The demo's figure: per scene, input | each method's map of the swapped noun and its edit, with the judge's verdicts"
+    "The demo's figure: per scene, the input, each method's map of the swapped noun and its edit"
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(2.0 * (1 + 2 * len(methods)), 2.5 * len(rows) + 0.4 * (1 + title.count("\n"))))
+    fig = Figure(figsize=(2.0 * (1 + 2 * len(methods)),
+                          2.5 * len(rows) + 0.4 * (1 + title.count("\n"))))
     axs = fig.subplots(len(rows), 1 + 2 * len(methods), squeeze=False)
     for row, r in zip(axs, rows):
         scene = r["scene"]
@@ -283,11 +298,15 @@ def demo_figure(rows: list[dict],  # per scene: scene, index, old, new, and per 
         row[0].set_title(f"scene {r['index']}: {r['old']} → {r['new']}", fontsize=9)
         for k, (method, label) in enumerate(methods.items()):
             run = r[method]
-            _draw_map(row[1 + 2 * k], run["map"], scene.masks[0], scene.masks.shape[-1], other=scene.masks[1])
-            row[1 + 2 * k].set_title(f"{label} map: {r['old']}\nIoU@{IOU_THRESHOLD} = {run['iou']:.2f}", fontsize=9)
+            _draw_map(row[1 + 2 * k], run["map"], scene.masks[0], scene.masks.shape[-1],
+                      other=scene.masks[1])
+            row[1 + 2 * k].set_title(f"{label} map: {r['old']}\nIoU@{IOU_THRESHOLD} = "
+                                     f"{run['iou']:.2f}", fontsize=9)
             row[2 + 2 * k].imshow(run["edited"], interpolation="nearest")
-            row[2 + 2 * k].set_title(f"{label} edit\n{'swapped' if run['success'] else 'NOT swapped'}, "
-                                     f"{'other kept' if run['kept'] else 'OTHER CHANGED'}", fontsize=9)
+            row[2 + 2 * k].set_title(f"{label} edit\n"
+                                     f"{'swapped' if run['success'] else 'NOT swapped'}, "
+                                     f"{'other kept' if run['kept'] else 'OTHER CHANGED'}",
+                                     fontsize=9)
     for ax in axs.flat:
         ax.set_xticks([]); ax.set_yticks([])
     if title:
@@ -314,118 +333,157 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
     return value
 
-
+# %% ../nbs/12_cli.ipynb #927fc79f
 _EXAMPLES = {
-    "demo": """examples:
-  dpl_nb demo                           # 4 look-alike scenes, 50 steps, preset toy: ./dpl_nb_demo/demo.png, demo.json
-  dpl_nb demo --scenes 1 --steps 10     # a quick look
-  dpl_nb demo --preset lean             # DPL with the paper's thresholds
-  dpl_nb demo --scene 2 --scene 7       # other scenes (ToyMO-Set indices)""",
-    "invert": """examples:
-  dpl_nb invert scene.png --prompt "a red {circle} and a red {square}" -o scene.safetensors
-  dpl_nb invert photo.jpg --prompt "a {cat} and a {dog}" --model CompVis/stable-diffusion-v1-4 \\
-      --device cuda --method dpl --preset paper -o photo.safetensors
-  dpl_nb invert photo.jpg --prompt "a cat and a dog" --method nti --model ./sd-v1-4 -o photo_nti.safetensors""",
-    "edit": """examples:
-  dpl_nb edit scene.safetensors --target "a red {triangle} and a red {square}" --blend circle -o triangle.png
-  dpl_nb edit photo.safetensors --target "a {tiger} and a {dog}" --blend cat --source-out recon.png -o tiger.png
-  dpl_nb edit photo.safetensors --target "a fluffy cat and a dog" --blend cat:fluffy --reweight fluffy=2 -o fluffy.png""",
-    "show": """examples:
-  dpl_nb show scene.safetensors -o maps.png
-  dpl_nb show photo.safetensors --steps-shown 5 --device cuda -o maps.pdf""",
+    "demo": (
+        "examples:\n"
+        "  dpl_nb demo                           # 4 look-alike scenes, 50 steps, preset toy: "
+        "./dpl_nb_demo/demo.png, demo.json\n"
+        "  dpl_nb demo --scenes 1 --steps 10     # a quick look\n"
+        "  dpl_nb demo --preset lean             # DPL with the paper's thresholds\n"
+        "  dpl_nb demo --scene 2 --scene 7       # other scenes (ToyMO-Set indices)"),
+    "invert": (
+        "examples:\n"
+        '  dpl_nb invert scene.png --prompt "a red {circle} and a red {square}" '
+        "-o scene.safetensors\n"
+        '  dpl_nb invert photo.jpg --prompt "a {cat} and a {dog}" '
+        "--model CompVis/stable-diffusion-v1-4 \\\n"
+        "      --device cuda --method dpl --preset paper -o photo.safetensors\n"
+        '  dpl_nb invert photo.jpg --prompt "a cat and a dog" --method nti --model ./sd-v1-4 '
+        "-o photo_nti.safetensors"),
+    "edit": (
+        "examples:\n"
+        '  dpl_nb edit scene.safetensors --target "a red {triangle} and a red {square}" '
+        "--blend circle -o triangle.png\n"
+        '  dpl_nb edit photo.safetensors --target "a {tiger} and a {dog}" --blend cat '
+        "--source-out recon.png -o tiger.png\n"
+        '  dpl_nb edit photo.safetensors --target "a fluffy cat and a dog" --blend cat:fluffy '
+        "--reweight fluffy=2 -o fluffy.png"),
+    "show": (
+        "examples:\n"
+        "  dpl_nb show scene.safetensors -o maps.png\n"
+        "  dpl_nb show photo.safetensors --steps-shown 5 --device cuda -o maps.pdf"),
 }
+
+# %% ../nbs/12_cli.ipynb #097b65f7
 _SUMMARIES = {"demo": "NTI against DPL on toy scenes: edits, maps, verdicts; a figure and a JSON",
               "invert": "invert an image (DPL, NTI or DDIM) into an inversion file",
-              "edit": "edit an inversion with Prompt-to-Prompt", "show": "draw an inversion's cross maps per step"}
+              "edit": "edit an inversion with Prompt-to-Prompt",
+              "show": "draw an inversion's cross maps per step"}
 _DESCRIPTIONS = {
-    "demo": "Invert the first look-alike scenes of ToyMO-Set with null-text inversion and with Dynamic Prompt "
-            "Learning (embedded toy model, offline, CPU), swap the first object's noun in each with Prompt-to-Prompt, "
-            "judge the edits, and write a figure (input, the swapped noun's maps, the edits) and a JSON of the numbers.",
-    "invert": "Invert IMAGE under a prompt (braces mark the words DPL learns) and save the inversion, for dpl_nb edit "
-              "and dpl_nb show.",
+    "demo": "Invert the first look-alike scenes of ToyMO-Set with null-text inversion and with "
+            "Dynamic Prompt Learning (embedded toy model, offline, CPU), swap the first object's "
+            "noun in each with Prompt-to-Prompt, judge the edits, and write a figure (input, the "
+            "swapped noun's maps, the edits) and a JSON of the numbers.",
+    "invert": "Invert IMAGE under a prompt (braces mark the words DPL learns) and save the "
+              "inversion, for dpl_nb edit and dpl_nb show.",
     "edit": "Edit an inversion with Prompt-to-Prompt: swap, add or reweight words of its prompt.",
-    "show": "Draw the cross-attention maps of an inversion's braced words at a few denoising steps.",
+    "show": "Draw the cross-attention maps of an inversion's braced words at a few denoising "
+            "steps.",
 }
 
-
+# %% ../nbs/12_cli.ipynb #9a59e242
 def build_parser() -> argparse.ArgumentParser:
     "The `dpl_nb` argument parser: subcommands demo, invert, edit and show"
     from dpl_nb import __version__
     common = _Parser(add_help=False)
     group = common.add_argument_group("common options")
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
-    group.add_argument("--dtype", default="float32", choices=DTYPES, help="model precision (default: float32)")
-    group.add_argument("--seed", type=int, default=0, help="seed of torch's random number generator (default: 0)")
-    group.add_argument("--quiet", action="store_true", help="no progress bars or messages; still print the files written")
-    group.add_argument("--debug", action="store_true", help="on an error, show the Python traceback")
+    group.add_argument("--dtype", default="float32", choices=DTYPES,
+                       help="model precision (default: float32)")
+    group.add_argument("--seed", type=int, default=0,
+                       help="seed of torch's random number generator (default: 0)")
+    group.add_argument("--quiet", action="store_true",
+                       help="no progress bars or messages; still print the files written")
+    group.add_argument("--debug", action="store_true",
+                       help="on an error, show the Python traceback")
     model = _Parser(add_help=False)
     model.add_argument("--model", default=None, metavar="toy|ID|DIR",
                        help="the model: toy, a hub id in the local cache, or a diffusers folder "
                             "(default: the one the inversion was made with)")
     parser = _Parser(prog="dpl_nb", formatter_class=argparse.RawDescriptionHelpFormatter,
-                     description="Dynamic Prompt Learning (Wang et al., NeurIPS 2023) for text-based image editing.",
-                     epilog="examples:\n  dpl_nb demo\n  dpl_nb invert scene.png --prompt \"a red {circle} and a red "
-                            "{square}\" -o scene.safetensors\n  dpl_nb edit scene.safetensors --target \"a red "
-                            "{triangle} and a red {square}\" --blend circle -o edit.png\n  dpl_nb show "
-                            "scene.safetensors -o maps.png\n\nrun dpl_nb COMMAND --help for a command's options.")
+                     description="Dynamic Prompt Learning (Wang et al., NeurIPS 2023) for "
+                                 "text-based image editing.",
+                     epilog="examples:\n  dpl_nb demo\n  dpl_nb invert scene.png --prompt \"a red "
+                            "{circle} and a red {square}\" -o scene.safetensors\n  dpl_nb edit "
+                            "scene.safetensors --target \"a red {triangle} and a red {square}\" "
+                            "--blend circle -o edit.png\n  dpl_nb show scene.safetensors -o "
+                            "maps.png\n\nrun dpl_nb COMMAND --help for a command's options.")
     parser.add_argument("--version", action="version", version=f"dpl_nb {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub = lambda name, parents: commands.add_parser(
-        name, parents=parents, help=_SUMMARIES[name], description=textwrap.fill(_DESCRIPTIONS[name], 79),
-        epilog=_EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter)
+        name, parents=parents, help=_SUMMARIES[name],
+        description=textwrap.fill(_DESCRIPTIONS[name], 79), epilog=_EXAMPLES[name],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
 
     demo = sub("demo", [common])
     demo.add_argument("-o", "--output", default="dpl_nb_demo", metavar="OUT_DIR",
-                      help="folder for demo.png and demo.json, created if missing (default: ./dpl_nb_demo)")
+                      help="folder for demo.png and demo.json, created if missing "
+                           "(default: ./dpl_nb_demo)")
     demo.add_argument("--scenes", type=_positive_int, default=DEMO_SCENES,
-                      help=f"how many look-alike scenes, the first of ToyMO-Set (default: {DEMO_SCENES})")
+                      help="how many look-alike scenes, the first of ToyMO-Set "
+                           f"(default: {DEMO_SCENES})")
     demo.add_argument("--scene", type=int, action="append", metavar="N",
                       help="a ToyMO-Set scene by index, 0-99, instead; repeatable")
-    demo.add_argument("--steps", type=_positive_int, default=50, help="denoising steps (default: 50)")
+    demo.add_argument("--steps", type=_positive_int, default=50,
+                      help="denoising steps (default: 50)")
     demo.add_argument("--preset", choices=PRESETS, default="toy",
-                      help="DPL settings (default: toy, lean with the toy model's calibrated background threshold; "
-                           "lean or paper: the paper's thresholds)")
+                      help="DPL settings (default: toy, lean with the toy model's calibrated "
+                           "background threshold; lean or paper: the paper's thresholds)")
 
     invert = sub("invert", [common])
     invert.add_argument("image", metavar="IMAGE", help="the image to invert (PNG, JPEG, ...)")
-    invert.add_argument("--prompt", required=True, help="describes the image; braces mark the words DPL learns")
-    invert.add_argument("-o", "--output", required=True, metavar="INV.safetensors", help="the inversion file to write")
+    invert.add_argument("--prompt", required=True,
+                        help="describes the image; braces mark the words DPL learns")
+    invert.add_argument("-o", "--output", required=True, metavar="INV.safetensors",
+                        help="the inversion file to write")
     invert.add_argument("--model", default="toy", metavar="toy|ID|DIR",
-                        help="the model: toy, a hub id in the local cache, or a diffusers folder (default: toy)")
+                        help="the model: toy, a hub id in the local cache, or a diffusers folder "
+                             "(default: toy)")
     invert.add_argument("--fit", choices=("crop", "resize"), default="crop",
-                        help="an image of another shape than the model's square: crop its centre (default), or "
-                             "resize it whole, squashing it")
+                        help="an image of another shape than the model's square: crop its centre "
+                             "(default), or resize it whole, squashing it")
     invert.add_argument("--method", choices=("dpl", "nti", "npi", "direct", "ddim"), default="dpl",
-                        help="dpl, nti (null-text inversion), npi (negative-prompt), direct (Direct Inversion) or "
-                             "ddim (default: dpl)")
+                        help="dpl, nti (null-text inversion), npi (negative-prompt), direct "
+                             "(Direct Inversion) or ddim (default: dpl)")
     invert.add_argument("--preset", choices=PRESETS, default="lean",
                         help="DPL settings (default: lean; only for --method dpl)")
     invert.add_argument("--at-region", choices=("all", "objects"), default="all",
-                        help="where attention balancing takes each word's peak: all pixels (default, the paper's) or "
-                             "objects (off the background mask; not the paper's, see chapter 7)")
+                        help="where attention balancing takes each word's peak: all pixels "
+                             "(default, the paper's) or objects (off the background mask; not the "
+                             "paper's, see chapter 7)")
     invert.add_argument("--word-gradients", choices=("shared", "own"), default="shared",
-                        help="whose gradients reach a dynamic token: shared (default, the paper's) or own (each word's "
-                             "hidden states only; not the paper's, see chapter 8)")
-    invert.add_argument("--steps", type=_positive_int, default=50, help="denoising steps (default: 50)")
-    invert.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (default: 7.5)")
+                        help="whose gradients reach a dynamic token: shared (default, the paper's) "
+                             "or own (each word's hidden states only; not the paper's, see "
+                             "chapter 8)")
+    invert.add_argument("--steps", type=_positive_int, default=50,
+                        help="denoising steps (default: 50)")
+    invert.add_argument("--guidance", type=float, default=7.5,
+                        help="classifier-free guidance scale (default: 7.5)")
 
     edit = sub("edit", [common, model])
     edit.add_argument("inversion", metavar="INV", help="an inversion file written by dpl_nb invert")
-    edit.add_argument("--target", required=True, help="the edited prompt, e.g. the source prompt with a word swapped")
-    edit.add_argument("-o", "--output", required=True, metavar="OUT.png", help="the edited image to write")
-    edit.add_argument("--source-out", default=None, metavar="SRC.png", help="also write the reconstruction here")
+    edit.add_argument("--target", required=True,
+                      help="the edited prompt, e.g. the source prompt with a word swapped")
+    edit.add_argument("-o", "--output", required=True, metavar="OUT.png",
+                      help="the edited image to write")
+    edit.add_argument("--source-out", default=None, metavar="SRC.png",
+                      help="also write the reconstruction here")
     edit.add_argument("--blend", action="append", metavar="WORD|SRC:TGT",
-                      help="local blend: a source word (the target word at its place is added) or SRC:TGT; repeatable")
+                      help="local blend: a source word (the target word at its place is added) or "
+                           "SRC:TGT; repeatable")
     edit.add_argument("--reweight", action="append", type=reweight_item, metavar="WORD=SCALE",
                       help="scale a target word's cross maps, e.g. tiger=2; repeatable")
     edit.add_argument("--cross-replace", type=float, default=0.8,
                       help="fraction of steps whose cross maps come from the source (default: 0.8)")
     edit.add_argument("--self-replace", type=float, default=0.4,
-                      help="fraction of steps whose self-attention comes from the source (default: 0.4)")
+                      help="fraction of steps whose self-attention comes from the source "
+                           "(default: 0.4)")
 
     show = sub("show", [common, model])
     show.add_argument("inversion", metavar="INV", help="an inversion file written by dpl_nb invert")
-    show.add_argument("-o", "--output", required=True, metavar="MAPS.png", help="the figure to write (.png, .pdf, .svg)")
+    show.add_argument("-o", "--output", required=True, metavar="MAPS.png",
+                      help="the figure to write (.png, .pdf, .svg)")
     show.add_argument("--steps-shown", type=_positive_int, default=10,
                       help="how many steps, spread from the first to the last (default: 10)")
     return parser
@@ -433,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
 # %% ../nbs/12_cli.ipynb #f8b2dab1
 BAD_INPUT = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
              UnidentifiedImageError)  # errors reported as exit status 2 in one line
-COMMANDS: dict[str, Callable] = {}  # subcommand -> function of the parsed options; filled by @command
+# subcommand -> function of the parsed options; filled by @command
+COMMANDS: dict[str, Callable] = {}
 
 
 def command(name: str):
@@ -447,7 +506,7 @@ def command(name: str):
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
-
+# %% ../nbs/12_cli.ipynb #8af31d3a
 @contextmanager
 def _library_bars(enabled: bool):
     "Turn the progress bars of transformers and diffusers off (when not `enabled`) for the block"
@@ -469,17 +528,18 @@ def _library_bars(enabled: bool):
 
 @contextmanager
 def _warnings_in_one_line():
-    "Within the block, a warning prints as one line `dpl_nb: warning: ...`, without Python's source line"
+    "Within the block, a warning prints as one line `dpl_nb: warning: ...`, without its source line"
     def show(message, category, filename, lineno, file=None, line=None):
-        print(f"dpl_nb: warning: {_one_line(message) if isinstance(message, BaseException) else ' '.join(str(message).split())}",
-              file=sys.stderr, flush=True)
+        text = (_one_line(message) if isinstance(message, BaseException)
+                else ' '.join(str(message).split()))
+        print(f"dpl_nb: warning: {text}", file=sys.stderr, flush=True)
     previous, warnings.showwarning = warnings.showwarning, show
     try:
         yield
     finally:
         warnings.showwarning = previous
 
-
+# %% ../nbs/12_cli.ipynb #608abcff
 def main(argv: list[str] | None = None) -> int:
     "Run the `dpl_nb` command line on `argv` (default: `sys.argv[1:]`) and return its exit status"
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
@@ -504,8 +564,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if debug:
             raise
-        print(f"dpl_nb: error: {type(err).__name__}: {_one_line(err)} (run again with --debug for the traceback)",
-              file=sys.stderr)
+        print(f"dpl_nb: error: {type(err).__name__}: {_one_line(err)} (run again with --debug for "
+              "the traceback)", file=sys.stderr)
         return 1
 
 # %% ../nbs/12_cli.ipynb #d16a6041
@@ -532,15 +592,17 @@ def _inversion(path: str | os.PathLike):
     from dpl_nb.inversion import Inversion
     path = Path(path).expanduser()
     if path.is_dir():
-        raise IsADirectoryError(f"inversion: {path} is a folder; give an inversion file written by dpl_nb invert")
+        raise IsADirectoryError(f"inversion: {path} is a folder; give an inversion file written by "
+                                "dpl_nb invert")
     if not path.exists():
-        raise FileNotFoundError(f"inversion: no file at {path}; make one with "
-                                f"dpl_nb invert IMAGE --prompt \"a {{cat}} and a {{dog}}\" -o {path}")
+        raise FileNotFoundError(f"inversion: no file at {path}; make one with dpl_nb invert IMAGE "
+                                f"--prompt \"a {{cat}} and a {{dog}}\" -o {path}")
     return Inversion.load(path)
 
 # %% ../nbs/12_cli.ipynb #109d364d
-def _demo_run(bundle, judge, scene, method: str, preset: str, steps: int, seed: int, progress: bool) -> dict:
-    "Invert `scene` by `method` ('nti' or 'dpl'), swap its first noun, and score the maps and the edit"
+def _demo_run(bundle, judge, scene, method: str, preset: str, steps: int, seed: int,
+              progress: bool) -> dict:
+    "Invert `scene` by `method` ('nti' or 'dpl'), swap its first noun, score the maps and the edit"
     import numpy as np
     import torch
     from dpl_nb.dpl import dpl_invert, sampled_maps
@@ -555,8 +617,8 @@ def _demo_run(bundle, judge, scene, method: str, preset: str, steps: int, seed: 
     if method == "nti":
         inversion = invert(bundle, scene.pil, scene.braced, steps, 7.5, progress=progress)
     else:
-        inversion = dpl_invert(bundle, scene.pil, scene.braced, config=preset, num_steps=steps, guidance_scale=7.5,
-                               progress=progress)
+        inversion = dpl_invert(bundle, scene.pil, scene.braced, config=preset, num_steps=steps,
+                               guidance_scale=7.5, progress=progress)
     seconds = time.perf_counter() - start
     maps = sampled_maps(bundle, inversion, progress).mean(0)
     words = parse_prompt(scene.braced, bundle.tokenizer).words
@@ -565,30 +627,35 @@ def _demo_run(bundle, judge, scene, method: str, preset: str, steps: int, seed: 
             for m, mask in zip(word_maps, scene.masks)]
     result = edit(bundle, inversion, target, blend_words=([old], [new]), progress=progress)
     background = psnr(result.edited, scene.pil, mask=~grow_mask(scene.masks[0], 1))
-    return dict(map=word_maps[0], edited=result.edited, iou=ious[0], ious={w.word: v for w, v in zip(words, ious)},
-                success=bool(edit_success(judge, result.edited, scene, 0, new_shape=new, keep_colour=True)),
+    return dict(map=word_maps[0], edited=result.edited, iou=ious[0],
+                ious={w.word: v for w, v in zip(words, ious)},
+                success=bool(edit_success(judge, result.edited, scene, 0, new_shape=new,
+                                          keep_colour=True)),
                 kept=bool(distractor_preserved(judge, result.edited, scene, 1)),
                 bg_psnr=None if math.isinf(background) else round(background, 3),
-                unet_evals=inversion.cost.total, edit_unet_evals=result.cost.total, seconds=round(seconds, 3))
+                unet_evals=inversion.cost.total, edit_unet_evals=result.cost.total,
+                seconds=round(seconds, 3))
 
-
+# %% ../nbs/12_cli.ipynb #159bc237
 def _demo_means(rows: list[dict], method: str) -> dict:
     "The rates and means of `method` over the demo's scenes"
     runs = [r[method] for r in rows]
     mean = lambda values: sum(values) / len(values) if values else None
-    return dict(success=mean([r["success"] for r in runs]), distractor_kept=mean([r["kept"] for r in runs]),
+    return dict(success=mean([r["success"] for r in runs]),
+                distractor_kept=mean([r["kept"] for r in runs]),
                 bg_psnr=mean([r["bg_psnr"] for r in runs if r["bg_psnr"] is not None]),
                 iou03=mean([v for r in runs for v in r["ious"].values()]),
                 unet_evals_max=max(r["unet_evals"] for r in runs))
 
-
+# %% ../nbs/12_cli.ipynb #824a1bc3
 @command("demo")
 def demo_command(args) -> list[Path]:
-    "`dpl_nb demo`: NTI against DPL on ToyMO-Set's first look-alike scenes with the toy model; a figure and a JSON"
+    "`dpl_nb demo`: NTI against DPL on ToyMO-Set's first look-alike scenes with the toy model"
     out = check_out_dir(args.output)
     check_device(args.device)
     if args.scene:
-        demo_scenes(range(100), chosen=args.scene)  # ToyMO-Set has 100 scenes: check --scene before loading
+        # ToyMO-Set has 100 scenes: check --scene before loading
+        demo_scenes(range(100), chosen=args.scene)
     import numpy as np
     from dpl_nb.inversion import library_versions
     from dpl_nb.toyjudge import load_judge
@@ -607,32 +674,41 @@ def demo_command(args) -> list[Path]:
         _say(args, f"ToyMO-Set scene {index}: '{scene.braced}' -> '{target}', {args.steps} steps")
         row = dict(scene=scene, index=index, old=old, new=new, target=target)
         for method in labels:
-            _say(args, "  null-text inversion" if method == "nti" else f"  dynamic prompt learning (preset {args.preset})")
-            row[method] = run = _demo_run(bundle, judge, scene, method, args.preset, args.steps, args.seed, progress)
+            _say(args, "  null-text inversion" if method == "nti"
+                 else f"  dynamic prompt learning (preset {args.preset})")
+            row[method] = run = _demo_run(bundle, judge, scene, method, args.preset, args.steps,
+                                          args.seed, progress)
             _say(args, f"  {labels[method]}: {'swapped' if run['success'] else 'not swapped'}, "
-                       f"{'other kept' if run['kept'] else 'OTHER CHANGED'}; IoU@{IOU_THRESHOLD} of {old} {run['iou']:.2f}; "
+                       f"{'other kept' if run['kept'] else 'OTHER CHANGED'}; "
+                       f"IoU@{IOU_THRESHOLD} of {old} {run['iou']:.2f}; "
                        f"{run['unet_evals']:.0f} UNet evaluations, {run['seconds']:.1f} s")
         rows.append(row)
     means = {m: _demo_means(rows, m) for m in labels}
-    rate = lambda m: (f"{labels[m]}: swapped {means[m]['success']:.0%}, other kept {means[m]['distractor_kept']:.0%}"
-                      + (f", background {means[m]['bg_psnr']:.1f} dB" if means[m]["bg_psnr"] is not None else ""))
+    rate = lambda m: (f"{labels[m]}: swapped {means[m]['success']:.0%}, other kept "
+                      f"{means[m]['distractor_kept']:.0%}"
+                      + (f", background {means[m]['bg_psnr']:.1f} dB"
+                         if means[m]["bg_psnr"] is not None else ""))
     for m in labels:
         _say(args, rate(m) + f" ({len(rows)} scenes)")
     kind = "look-alike " if all(is_distractor(r["scene"]) for r in rows) else ""
-    fig = demo_figure(rows, labels, f"ToyMO-Set, {len(rows)} {kind}scenes, {args.steps} steps\n" + "\n".join(map(rate, labels)))
+    fig = demo_figure(rows, labels, f"ToyMO-Set, {len(rows)} {kind}scenes, {args.steps} steps\n"
+                      + "\n".join(map(rate, labels)))
     report = dict(
-        model=bundle.model_id, world=world, steps=args.steps, preset=args.preset, seed=args.seed, guidance_scale=7.5,
-        device=args.device, dtype=args.dtype, iou_threshold=IOU_THRESHOLD,
-        edit="P2P word swap of the first object's braced noun (toymoset.swap_target; cross_replace_steps 0.8, "
-             "self_replace_steps 0.4) with a local blend on the old and the new noun",
-        maps="cross maps at the model's attn_res while sampling each inversion's reconstruction, averaged over steps",
-        judged="success: the judge sees the new noun in the object's own colour where the first object was; "
-               "distractor_kept: it sees the other object's noun and colour; bg_psnr: outside the first object's "
-               "mask grown by 1 px (null when identical)",
+        model=bundle.model_id, world=world, steps=args.steps, preset=args.preset, seed=args.seed,
+        guidance_scale=7.5, device=args.device, dtype=args.dtype, iou_threshold=IOU_THRESHOLD,
+        edit="P2P word swap of the first object's braced noun (toymoset.swap_target; "
+             "cross_replace_steps 0.8, self_replace_steps 0.4) with a local blend on the old and "
+             "the new noun",
+        maps="cross maps at the model's attn_res while sampling each inversion's reconstruction, "
+             "averaged over steps",
+        judged="success: the judge sees the new noun in the object's own colour where the first "
+               "object was; distractor_kept: it sees the other object's noun and colour; bg_psnr: "
+               "outside the first object's mask grown by 1 px (null when identical)",
         means=means,
-        scenes=[dict(scene=r["index"], distractor=bool(is_distractor(r["scene"])), prompt=r["scene"].braced,
-                     target=r["target"], **{m: {k: v for k, v in r[m].items() if k not in ("map", "edited")}
-                                            for m in labels}) for r in rows],
+        scenes=[dict(scene=r["index"], distractor=bool(is_distractor(r["scene"])),
+                     prompt=r["scene"].braced, target=r["target"],
+                     **{m: {k: v for k, v in r[m].items() if k not in ("map", "edited")}
+                        for m in labels}) for r in rows],
         versions=dict(library_versions(), python=platform.python_version(), numpy=np.__version__),
     )
     out.mkdir(exist_ok=True)
@@ -647,11 +723,11 @@ def invert_command(args) -> list[Path]:
     image = check_image(args.image)
     check_prompt(args.prompt, "--prompt", braced=args.method == "dpl")
     if args.method != "ddim" and not args.guidance > 1:
-        raise ValueError(f"--guidance must be > 1 for {args.method} (the null embeddings have no effect at 1), "
-                         f"got {args.guidance}; 7.5 is what the papers use")
+        raise ValueError(f"--guidance must be > 1 for {args.method} (the null embeddings have no "
+                         f"effect at 1), got {args.guidance}; 7.5 is what the papers use")
     if args.method != "dpl" and (args.at_region, args.word_gradients) != ("all", "shared"):
-        raise ValueError(f"--at-region and --word-gradients are options of DPL; drop them or use --method dpl "
-                         f"(got --method {args.method})")
+        raise ValueError("--at-region and --word-gradients are options of DPL; drop them or use "
+                         f"--method dpl (got --method {args.method})")
     check_device(args.device)
     import torch
     from dpl_nb.dpl import dpl_invert, with_options
@@ -665,15 +741,17 @@ def invert_command(args) -> list[Path]:
     if (width, height) != (size, size):
         how = "centre-cropped to a square, then " if args.fit == "crop" and width != height else ""
         other = " (--fit resize squashes it whole instead)" if how else ""
-        _say(args, f"  the image is {width}x{height}: {how}resized to the model's {size}x{size}{other}")
+        _say(args, f"  the image is {width}x{height}: {how}resized to the model's "
+                   f"{size}x{size}{other}")
     image = load_image(image, size, fit=args.fit, min_side=max(1, size // 8))
     if args.method == "dpl":
-        config = with_options(args.preset, args.at_region, args.word_gradients)  # the preset itself by default
+        # the preset itself by default
+        config = with_options(args.preset, args.at_region, args.word_gradients)
         inversion = dpl_invert(bundle, image, args.prompt, config=config, num_steps=args.steps,
                                guidance_scale=args.guidance, progress=not args.quiet)
     else:
-        inversion = invert(bundle, image, args.prompt, args.steps, args.guidance, method=args.method,
-                           progress=not args.quiet)
+        inversion = invert(bundle, image, args.prompt, args.steps, args.guidance,
+                           method=args.method, progress=not args.quiet)
     _say(args, f"  {inversion.cost.total:.0f} UNet evaluations")
     inversion.save(out)
     return [_wrote(out)]
@@ -681,9 +759,10 @@ def invert_command(args) -> list[Path]:
 # %% ../nbs/12_cli.ipynb #15681cbb
 @command("edit")
 def edit_command(args) -> list[Path]:
-    "`dpl_nb edit`: edit an inversion with --target by Prompt-to-Prompt and write the edited image to --output"
+    "`dpl_nb edit`: edit an inversion into --target by Prompt-to-Prompt, write it to --output"
     out = check_output(args.output)
-    source_out = None if args.source_out is None else check_output(args.source_out, name="--source-out")
+    source_out = (None if args.source_out is None
+                  else check_output(args.source_out, name="--source-out"))
     if source_out is not None and source_out.resolve() == out.resolve():
         raise ValueError("--source-out: give it a different name from --output")
     check_prompt(args.target, "--target")
@@ -695,7 +774,8 @@ def edit_command(args) -> list[Path]:
     check_prompt(args.target, "--target", bundle=bundle)
     blend = blend_words(inversion.prompt, args.target, args.blend)
     reweight = dict(args.reweight) if args.reweight else None
-    _say(args, f"editing '{inversion.prompt}' -> '{args.target}'" + (f", local blend {blend}" if blend else ""))
+    _say(args, f"editing '{inversion.prompt}' -> '{args.target}'"
+         + (f", local blend {blend}" if blend else ""))
     result = edit(bundle, inversion, args.target, cross_replace_steps=args.cross_replace,
                   self_replace_steps=args.self_replace, reweight=reweight, blend_words=blend,
                   progress=not args.quiet)
@@ -719,7 +799,8 @@ def show_command(args) -> list[Path]:
         maps, where = inversion.maps, f"recorded during {inversion.method.upper()} inversion"
     else:
         _say(args, "sampling the reconstruction to read its cross maps")
-        maps, where = sampled_maps(bundle, inversion, not args.quiet), "read while sampling the reconstruction"
+        maps, where = (sampled_maps(bundle, inversion, not args.quiet),
+                       "read while sampling the reconstruction")
     image = to_pil(bundle.decode(inversion.latents[0]))[0]
     steps = shown_steps(inversion.num_steps, args.steps_shown)
     fig = maps_figure(maps, bundle.tokenizer, inversion.prompt, steps, image,

@@ -37,7 +37,7 @@ __all__ = ['TINY_WORDS', 'TOY_MODEL', 'SUPPORTED', 'default_attn_res', 'Bundle',
 
 # %% ../nbs/01_models.ipynb #ef73c75d
 def default_attn_res(unet: UNet2DConditionModel) -> int:
-    "Side of the attention maps DPL reads: the resolution of the second-to-last down block (16 for SD 1.x)"
+    "Side of the maps DPL reads: the resolution of the second-to-last down block (16 for SD 1.x)"
     size = unet.config.sample_size
     size = size[0] if isinstance(size, (tuple, list)) else size
     return size // 2 ** max(len(unet.config.block_out_channels) - 2, 0)
@@ -48,7 +48,7 @@ def _freeze(*modules):
         if m is not None:
             m.eval().requires_grad_(False)
 
-
+# %% ../nbs/01_models.ipynb #6fd765ea
 @dataclass
 class Bundle:
     "The parts of a text-to-image diffusion model that inversion, P2P and DPL use"
@@ -60,7 +60,7 @@ class Bundle:
     attn_res: int = 16  # side of the cross-attention maps the method reads
     model_id: str = ""  # where the weights came from
     vocabulary: tuple[str, ...] | None = None  # the words a toy model knows (None: any text)
-    sample_size: int | None = None  # side of the latents it works on; None: the UNet config's (see `at_latent_size`)
+    sample_size: int | None = None  # side of its latents; None: the UNet config's (at_latent_size)
 
     @property
     def device(self) -> torch.device: return self.unet.device
@@ -85,44 +85,50 @@ class Bundle:
         "Move every model to `device` / `dtype` (in place) and return the bundle"
         kwargs = {k: v for k, v in dict(device=device, dtype=dtype).items() if v is not None}
         verbosity = diffusers_logging.get_verbosity()
-        diffusers_logging.set_verbosity_error()  # its "modules to keep in float32: []" notice names none here
+        # diffusers' notice "modules to keep in float32: []" names none here
+        diffusers_logging.set_verbosity_error()
         try:
             for m in (self.unet, self.text_encoder, self.vae):
                 if m is not None and kwargs: m.to(**kwargs)
         finally:
             diffusers_logging.set_verbosity(verbosity)
         if self.device.type == "cpu" and self.dtype in (torch.float16, torch.bfloat16):
-            warnings.warn(f"the model is in {self.dtype} on a CPU: most CPUs have no native half-precision arithmetic, "
-                          "so it runs many times slower than in float32; use dtype=torch.float32 on a CPU", stacklevel=2)
+            warnings.warn(f"the model is in {self.dtype} on a CPU: most CPUs have no native "
+                          "half-precision arithmetic, so it runs many times slower than in "
+                          "float32; use dtype=torch.float32 on a CPU", stacklevel=2)
         return self
 
     def at_latent_size(self, side: int) -> Bundle:
-        "This bundle (sharing its modules) for square latents of `side`: `attn_res` scales with it, so the same layers are read"
+        "This bundle for `side`x`side` latents, sharing its modules; `attn_res` scales with `side`"
         if side == self.latent_size:
             return self
         attn_res, rest = divmod(self.attn_res * side, self.latent_size)
         if rest or side % 8:
             step = math.lcm(8, self.latent_size // math.gcd(self.latent_size, self.attn_res))
-            raise ValueError(f"image: a {side * self.scale_factor}x{side * self.scale_factor} image gives {side}x{side} "
-                             f"latents, whose {self.attn_res}/{self.latent_size} part is not a whole map side; use a "
-                             f"side that is a multiple of {step * self.scale_factor} pixels (load_image(image, size))")
+            raise ValueError(
+                f"image: a {side * self.scale_factor}x{side * self.scale_factor} image gives "
+                f"{side}x{side} latents, whose {self.attn_res}/{self.latent_size} part is not a "
+                f"whole map side; use a side that is a multiple of {step * self.scale_factor} "
+                "pixels (load_image(image, size))")
         return replace(self, attn_res=attn_res, sample_size=side)
 
     def predict_noise(self, latents: torch.Tensor, t, cond: torch.Tensor) -> torch.Tensor:
-        "The UNet's noise prediction for `latents` at timestep `t` under text embeddings `cond`, in fp32"
+        "The UNet's noise prediction for `latents` at step `t` under text embeddings `cond`, fp32"
         return self.unet(latents.to(self.device, self.dtype), t,
                          encoder_hidden_states=cond.to(self.device, self.dtype)).sample.float()
 
 # %% ../nbs/01_models.ipynb #deb94bac
 def _clip_tokenizer(vocab: dict, merges: list, max_length: int) -> CLIPTokenizerFast:
-    "CLIP's fast tokenizer of `vocab` and `merges`: built in memory (transformers 5) or read from files (transformers 4)"
+    "CLIP's fast tokenizer of `vocab` and `merges`: in memory (transformers 5) or from files (4)"
     if "vocab" in inspect.signature(CLIPTokenizerFast.__init__).parameters:
-        return CLIPTokenizerFast(vocab=dict(vocab), merges=list(merges), model_max_length=max_length)
+        return CLIPTokenizerFast(vocab=dict(vocab), merges=list(merges),
+                                 model_max_length=max_length)
     with tempfile.TemporaryDirectory() as folder:
         vocab_file, merges_file = Path(folder) / "vocab.json", Path(folder) / "merges.txt"
         vocab_file.write_text(json.dumps(vocab))
         merges_file.write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
-        return CLIPTokenizerFast(vocab_file=str(vocab_file), merges_file=str(merges_file), model_max_length=max_length)
+        return CLIPTokenizerFast(vocab_file=str(vocab_file), merges_file=str(merges_file),
+                                 model_max_length=max_length)
 
 
 def clip_bpe_tokenizer(words, max_length: int = 77) -> CLIPTokenizerFast:
@@ -134,7 +140,8 @@ def clip_bpe_tokenizer(words, max_length: int = 77) -> CLIPTokenizerFast:
     make = lambda: _clip_tokenizer(vocab, merges, max_length)
     for word in dict.fromkeys(w.lower() for w in words):
         if not word or any(ch.isspace() for ch in word):
-            raise ValueError(f"clip_bpe_tokenizer: words must be non-empty and without spaces, got {word!r}")
+            raise ValueError("clip_bpe_tokenizer: words must be non-empty and without spaces, "
+                             f"got {word!r}")
         tokenizer = make()
         while len(pieces := tokenizer.tokenize(word)) > 1:
             merges.append((pieces[0], pieces[1]))
@@ -147,7 +154,7 @@ _PREFIX = "text_model."
 
 
 def _check_text_encoder_layout(source: str):
-    "Refuse, under transformers 4, a local text encoder saved without the `text_model.` prefix (it would load random weights)"
+    "Refuse, under transformers 4, a text encoder whose keys lack `text_model.` (random weights)"
     import transformers
     files = sorted((Path(source) / "text_encoder").glob("*.safetensors"))
     if int(transformers.__version__.split(".")[0]) >= 5 or not files:
@@ -155,24 +162,27 @@ def _check_text_encoder_layout(source: str):
     with safe_open(str(files[0]), "pt") as f:
         keys = list(f.keys())
     if keys and not any(k.startswith(_PREFIX) for k in keys):
-        raise ValueError(f"{source}: its text encoder was saved by transformers 5 (weights without '{_PREFIX}'), which "
-                         f"transformers {transformers.__version__} would load as random weights. Upgrade transformers "
-                         "(pip install 'transformers>=5'), or re-save the folder with dpl_nb.models.save_text_encoder")
+        raise ValueError(f"{source}: its text encoder was saved by transformers 5 (weights without "
+                         f"'{_PREFIX}'), which transformers {transformers.__version__} would load "
+                         "as random weights. Upgrade transformers (pip install 'transformers>=5'), "
+                         "or re-save the folder with dpl_nb.models.save_text_encoder")
 
 # %% ../nbs/01_models.ipynb #90f49277
-TINY_WORDS = ("a an the of and with on in photo painting cat dog tiger lion horse bird car bike tree house "
-              "red blue green yellow white black circle square triangle ring sitting standing grass table").split()
+TINY_WORDS = ("a an the of and with on in photo painting cat dog tiger lion horse bird car bike "
+              "tree house red blue green yellow white black circle square triangle ring sitting "
+              "standing grass table").split()
 
 
 def sd_scheduler(**overrides) -> DDIMScheduler:
-    "DDIM with Stable Diffusion 1.x's schedule (scaled-linear betas 0.00085..0.012, 1000 steps), as NTI and DPL use it"
-    config = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-                  clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    "DDIM with SD 1.x's schedule (scaled-linear betas 0.00085 to 0.012, 1000 steps) for NTI and DPL"
+    config = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                  num_train_timesteps=1000, clip_sample=False, set_alpha_to_one=False,
+                  steps_offset=1)
     return DDIMScheduler(**{**config, **overrides})
 
-
+# %% ../nbs/01_models.ipynb #bd11a48d
 def tiny_bundle(seed: int = 0, vae: bool = True, latent_size: int = 32,
-                out_scale: float = 1.0,  # scales the UNet's output layer: < 1 predicts small noise, as trained models do
+                out_scale: float = 1.0,  # scales the UNet's output layer: < 1 predicts small noise
                 ) -> Bundle:
     "Random-weight SD 1.x-topology bundle with an in-memory CLIP tokenizer: no download, for tests"
     tokenizer = clip_bpe_tokenizer(TINY_WORDS)
@@ -189,21 +199,23 @@ def tiny_bundle(seed: int = 0, vae: bool = True, latent_size: int = 32,
             up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
             cross_attention_dim=32, attention_head_dim=4)
         autoencoder = AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32), norm_num_groups=8,
-            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-            sample_size=latent_size * 2) if vae else None
+            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
+            norm_num_groups=8, down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2, sample_size=latent_size * 2) if vae else None
     with torch.no_grad():
         unet.conv_out.weight.mul_(out_scale); unet.conv_out.bias.mul_(out_scale)
     _freeze(unet, text_encoder, autoencoder)
     model_id = f"tiny-{seed}" if out_scale == 1 else f"tiny-{seed}-out{out_scale}"
-    return Bundle(unet, text_encoder, tokenizer, sd_scheduler(), autoencoder, default_attn_res(unet), model_id)
+    return Bundle(unet, text_encoder, tokenizer, sd_scheduler(), autoencoder,
+                  default_attn_res(unet), model_id)
 
 # %% ../nbs/01_models.ipynb #22c8cc68
 def _read_image(image) -> Image.Image:
     if isinstance(image, (str, os.PathLike)):
         path = Path(image).expanduser()
         if not path.exists():
-            raise FileNotFoundError(f"image: no file at {path}; pass the path of a PNG or JPEG file, or a PIL image")
+            raise FileNotFoundError(f"image: no file at {path}; pass the path of a PNG or JPEG "
+                                    "file, or a PIL image")
         if path.is_dir():
             raise ValueError(f"image: {path} is a folder; pass the path of an image file")
         try:
@@ -211,19 +223,21 @@ def _read_image(image) -> Image.Image:
                 opened.load()
                 return opened.copy()
         except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"image: {path} is not an image file that PIL can read ({err})") from None
+            raise ValueError(f"image: {path} is not an image file that PIL can read ({err})") \
+                from None
     if isinstance(image, Image.Image):
         return image
     raise ValueError(f"image must be a file path or a PIL.Image, got {type(image).__name__}; "
                      "for a tensor in [-1, 1] use it directly")
 
-
+# %% ../nbs/01_models.ipynb #a618ed78
 def load_image(image, size: int | tuple[int, int] = 512, fit: str = "crop",
-               min_side: int = 1,  # refuse images whose short side is below this (upscaling would invent the picture)
+               min_side: int = 1,  # refuse a shorter side (upscaling would invent the picture)
                ) -> torch.Tensor:
-    "Read a path or PIL image as a `(1, 3, H, W)` float tensor in [-1, 1], converted to RGB and sized for the model"
+    "A path or PIL image as a `(1, 3, H, W)` float tensor in [-1, 1], in RGB, sized for the model"
     if fit not in ("crop", "resize"):
-        raise ValueError(f"fit must be 'crop' (centre crop, then resize) or 'resize' (squash), got {fit!r}")
+        raise ValueError("fit must be 'crop' (centre crop, then resize) or 'resize' (squash), "
+                         f"got {fit!r}")
     height, width = (size, size) if isinstance(size, int) else size
     if height <= 0 or width <= 0:
         raise ValueError(f"size must be positive, got {size}")
@@ -231,9 +245,10 @@ def load_image(image, size: int | tuple[int, int] = 512, fit: str = "crop",
     if img.width == 0 or img.height == 0:
         raise ValueError("image is empty (0 pixels)")
     if min(img.size) < min_side:
-        raise ValueError(f"image is {img.width}x{img.height}, too small: this model works at {width}x{height} and "
-                         f"would upscale it more than {max(width, height) // min_side}x; use an image at least "
-                         f"{min_side} px on its short side")
+        raise ValueError(f"image is {img.width}x{img.height}, too small: this model works at "
+                         f"{width}x{height} and would upscale it more than "
+                         f"{max(width, height) // min_side}x; use an image at least {min_side} px "
+                         "on its short side")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
     img = img.convert("RGB")
@@ -248,7 +263,8 @@ def load_image(image, size: int | tuple[int, int] = 512, fit: str = "crop",
 def to_pil(images: torch.Tensor):
     "Tensor in [-1, 1] to PIL: `(3, H, W)` gives one image, `(B, 3, H, W)` a list"
     if images.ndim not in (3, 4) or images.shape[-3] != 3:
-        raise ValueError(f"to_pil expects (3, H, W) or (B, 3, H, W) RGB tensors, got shape {tuple(images.shape)}")
+        raise ValueError("to_pil expects (3, H, W) or (B, 3, H, W) RGB tensors, "
+                         f"got shape {tuple(images.shape)}")
     arrays = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     arrays = arrays.permute(*range(arrays.ndim - 3), -2, -1, -3).numpy()
     return Image.fromarray(arrays) if images.ndim == 3 else [Image.fromarray(a) for a in arrays]
@@ -260,10 +276,11 @@ def _as_images(bundle: Bundle, images) -> torch.Tensor:
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (B, 3, H, W) in [-1, 1], got shape {tuple(images.shape)}")
     if images.shape[-1] % (8 * bundle.scale_factor) or images.shape[-2] % (8 * bundle.scale_factor):
-        raise ValueError(f"image sides must be multiples of {8 * bundle.scale_factor} for this model, "
-                         f"got {tuple(images.shape[-2:])}; use load_image(image, size)")
+        raise ValueError(f"image sides must be multiples of {8 * bundle.scale_factor} for this "
+                         f"model, got {tuple(images.shape[-2:])}; use load_image(image, size)")
     if not torch.isfinite(images).all():
-        raise ValueError("images contain NaN or infinite values; pass pixels in [-1, 1] (load_image makes them)")
+        raise ValueError("images contain NaN or infinite values; pass pixels in [-1, 1] "
+                         "(load_image makes them)")
     return images.to(bundle.device, bundle.dtype if bundle.vae is None else bundle.vae.dtype)
 
 
@@ -291,7 +308,8 @@ Bundle.encode, Bundle.decode = _encode, _decode
 
 # %% ../nbs/01_models.ipynb #07dac927
 _PARTS = ("unet", "text_encoder", "tokenizer", "scheduler")
-TOY_MODEL = Path(str(resources.files("dpl_nb"))) / "assets" / "toy"  # the embedded toy model (chapter 9)
+# the embedded toy model (chapter 9)
+TOY_MODEL = Path(str(resources.files("dpl_nb"))) / "assets" / "toy"
 
 
 def _hub_offline() -> bool:
@@ -299,7 +317,7 @@ def _hub_offline() -> bool:
 
 
 def _hub_reachable(timeout: float = 5.0) -> bool:
-    "One TCP connection to the hub endpoint: hub downloads retry for minutes when the network is down"
+    "One TCP connection to the hub: a download would retry for minutes when the network is down"
     endpoint = urlparse(hf_constants.ENDPOINT)
     try:
         socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout).close()
@@ -313,40 +331,49 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _missing_weights(name: str, why: str, err: Exception | None = None) -> FileNotFoundError:
-    detail = f" [{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}]" if err else ""
+    detail = (f" [{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}]"
+              if err else "")
     return FileNotFoundError(
         f"Could not load the model {name!r}: {why}. Provide the weights in one of two ways: "
-        f"(1) on a machine with internet access, run `huggingface-cli download {name}` (the files land in the "
-        f"Hugging Face cache that HF_HOME points to; copy that cache here), or (2) pass the path of a local folder "
-        f"in the diffusers layout (unet/, text_encoder/, tokenizer/, scheduler/, vae/), e.g. one written by "
-        f"StableDiffusionPipeline.save_pretrained. To run without Stable Diffusion, use the embedded toy model."
+        f"(1) on a machine with internet access, run `huggingface-cli download {name}` (the files "
+        "land in the Hugging Face cache that HF_HOME points to; copy that cache here), or (2) pass "
+        "the path of a local folder in the diffusers layout (unet/, text_encoder/, tokenizer/, "
+        "scheduler/, vae/), e.g. one written by StableDiffusionPipeline.save_pretrained. To run "
+        "without Stable Diffusion, use the embedded toy model."
         + detail)
 
+# %% ../nbs/01_models.ipynb #e42bd6ad
+SUPPORTED = ("Stable Diffusion 1.x and models of its layout (a UNet2DConditionModel that predicts "
+             "the noise from latents of as many channels as it returns, a CLIP text encoder, "
+             "optionally a VAE)")
 
-SUPPORTED = ("Stable Diffusion 1.x and models of its layout (a UNet2DConditionModel that predicts the noise from "
-             "latents of as many channels as it returns, a CLIP text encoder, optionally a VAE)")
 
-
-def check_supported(name: str, model_index: dict, unet_config: dict, scheduler_config: dict) -> None:
-    "Raise one clear line if these configs describe a model dpl_nb does not support (they are read before any weights)"
-    kind, unet_class = str(model_index.get("_class_name", "")), unet_config.get("_class_name", "UNet2DConditionModel")
+def check_supported(name: str, model_index: dict, unet_config: dict,
+                    scheduler_config: dict) -> None:
+    "Raise one clear line if these configs describe a model dpl_nb does not support"
+    kind, unet_class = (str(model_index.get("_class_name", "")),
+                        unet_config.get("_class_name", "UNet2DConditionModel"))
     channels = unet_config.get("in_channels"), unet_config.get("out_channels")
     if "text_encoder_2" in model_index or "XL" in kind or unet_config.get("addition_embed_type"):
-        found = f"an SDXL model ({kind or 'its UNet adds text-time embeddings'}: two text encoders, added embeddings)"
+        found = (f"an SDXL model ({kind or 'its UNet adds text-time embeddings'}: two text "
+                 "encoders, added embeddings)")
     elif unet_class != "UNet2DConditionModel":
         found = f"a model whose denoiser is a {unet_class}"
     elif channels[0] != channels[1]:
-        extra = "an inpainting model (latent, mask, masked image)" if channels[0] == 9 else "extra image inputs (depth, upscaling)"
+        extra = ("an inpainting model (latent, mask, masked image)" if channels[0] == 9
+                 else "extra image inputs (depth, upscaling)")
         found = f"a UNet that takes {channels[0]} channels and predicts {channels[1]}: {extra}"
     elif unet_config.get("class_embed_type") or unet_config.get("encoder_hid_dim_type"):
         found = "a UNet conditioned on class or image embeddings (unCLIP, IF and the like)"
     elif scheduler_config.get("prediction_type", "epsilon") != "epsilon":
-        found = f"a model that predicts {scheduler_config['prediction_type']!r}, not the noise (SD 2.x at 768x768 is one)"
+        found = (f"a model that predicts {scheduler_config['prediction_type']!r}, not the noise "
+                 "(SD 2.x at 768x768 is one)")
     else:
         return
-    raise ValueError(f"{name}: found {found}; dpl_nb supports {SUPPORTED}. SDXL and SD 2.x are not supported yet")
+    raise ValueError(f"{name}: found {found}; dpl_nb supports {SUPPORTED}. SDXL and SD 2.x are "
+                     "not supported yet")
 
-
+# %% ../nbs/01_models.ipynb #d1dffab7
 def _config_kw(kw: dict) -> dict:
     "The loading options that configs and tokenizers take (weights alone come in variants)"
     return {k: v for k, v in kw.items() if k != "variant"}
@@ -358,111 +385,164 @@ def _model_index(source: str, kw: dict) -> dict:
         path = Path(source) / "model_index.json"
         return json.loads(path.read_text()) if path.is_file() else {}
     try:
-        return json.loads(Path(hf_hub_download(source, "model_index.json", revision=kw.get("revision"),
-                                               local_files_only=kw["local_files_only"])).read_text())
+        return json.loads(Path(hf_hub_download(
+            source, "model_index.json", revision=kw.get("revision"),
+            local_files_only=kw["local_files_only"])).read_text())
     except (OSError, ValueError):  # a hub repository of parts only
         return {}
 
 
 def ddim_from(config) -> DDIMScheduler:
-    "DDIM with a model's noise schedule, set up as NTI and DPL use it (eta 0, no clipping, alpha_T from the schedule)"
-    return DDIMScheduler.from_config(config, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    "DDIM with a model's noise schedule, as NTI and DPL use it (no clipping, alpha_T of the model)"
+    return DDIMScheduler.from_config(config, clip_sample=False, set_alpha_to_one=False,
+                                     steps_offset=1)
 
 
 def _part_dtypes(dtype: torch.dtype | dict) -> dict[str, torch.dtype]:
-    "The dtype of each part from one dtype or a dict by part name, with 'default' for the parts it does not name"
+    "The dtype of each part, from one dtype or a dict by part ('default': those it does not name)"
     if not isinstance(dtype, dict):
         dtype = {"default": dtype}
     unknown = set(dtype) - {"default", "unet", "text_encoder", "vae"}
     if unknown or not all(isinstance(d, torch.dtype) for d in dtype.values()):
-        raise ValueError(f"dtype: give a torch dtype, or a dict of them by part ('unet', 'text_encoder', 'vae', "
-                         f"'default'), e.g. {{'unet': torch.float16, 'default': torch.float32}}; got {dtype!r}")
-    return {part: dtype.get(part, dtype.get("default", torch.float32)) for part in ("unet", "text_encoder", "vae")}
+        raise ValueError("dtype: give a torch dtype, or a dict of them by part ('unet', "
+                         "'text_encoder', 'vae', 'default'), e.g. {'unet': torch.float16, "
+                         f"'default': torch.float32}}; got {dtype!r}")
+    return {part: dtype.get(part, dtype.get("default", torch.float32))
+            for part in ("unet", "text_encoder", "vae")}
 
-
-def _load_parts(source: str, has_vae: bool, dtype: torch.dtype | dict, local_files_only: bool, **hub):
+# %% ../nbs/01_models.ipynb #7553b604
+def _load_parts(source: str, has_vae: bool, dtype: torch.dtype | dict, local_files_only: bool,
+                **hub):
     kw = dict(local_files_only=local_files_only, **hub)
     dtypes = _part_dtypes(dtype)
-    with warnings.catch_warnings():  # diffusers' load_config passes an argument huggingface_hub deprecated
+    # diffusers' load_config passes an argument that huggingface_hub deprecated
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
-        scheduler_config = DDIMScheduler.load_config(source, subfolder="scheduler", **_config_kw(kw))
+        scheduler_config = DDIMScheduler.load_config(source, subfolder="scheduler",
+                                                     **_config_kw(kw))
         unet_config = UNet2DConditionModel.load_config(source, subfolder="unet", **_config_kw(kw))
-        check_supported(source, _model_index(source, kw), unet_config, scheduler_config)  # before any weights load
+        # before any weights load
+        check_supported(source, _model_index(source, kw), unet_config, scheduler_config)
     if Path(source).is_dir():
         _check_text_encoder_layout(source)
     tokenizer = CLIPTokenizerFast.from_pretrained(source, subfolder="tokenizer", **_config_kw(kw))
-    text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", torch_dtype=dtypes["text_encoder"], **kw)
-    unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtypes["unet"], **kw)
-    vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtypes["vae"], **kw) if has_vae else None
+    text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder",
+                                                 torch_dtype=dtypes["text_encoder"], **kw)
+    unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet",
+                                                torch_dtype=dtypes["unet"], **kw)
+    vae = (AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtypes["vae"], **kw)
+           if has_vae else None)
     return unet, text_encoder, tokenizer, ddim_from(scheduler_config), vae
 
-
-def load_bundle(name_or_path: str | os.PathLike = "CompVis/stable-diffusion-v1-4",
-                device: str | torch.device = "cpu",  # where the models run
-                dtype: torch.dtype | dict = torch.float32,  # or by part: {"unet": torch.float16, "default": torch.float32}
-                attn_res: int | None = None,  # side of the maps DPL reads; None: second-to-last down block
-                revision: str | None = None,  # a hub revision (branch, tag or commit)
-                variant: str | None = None,  # a weights variant, e.g. "fp16" for *.fp16.safetensors
-                torch_dtype: torch.dtype | dict | None = None,  # diffusers' name for `dtype`; give one of the two
-                ) -> Bundle:
-    "Load a Stable Diffusion 1.x model (local folder or hub id) as a frozen `Bundle` with a DDIM scheduler"
+# %% ../nbs/01_models.ipynb #0a20b867
+def load_bundle(
+    name_or_path: str | os.PathLike = "CompVis/stable-diffusion-v1-4",
+    device: str | torch.device = "cpu",  # where the models run
+    dtype: torch.dtype | dict = torch.float32,  # or a dict by part: {"unet": torch.float16, ...}
+    attn_res: int | None = None,  # side of the maps DPL reads; None: second-to-last down block
+    revision: str | None = None,  # a hub revision (branch, tag or commit)
+    variant: str | None = None,  # a weights variant, e.g. "fp16" for *.fp16.safetensors
+    torch_dtype: torch.dtype | dict | None = None,  # diffusers' name for `dtype`; give one of them
+) -> Bundle:
+    "Load an SD 1.x model (local folder or hub id) as a frozen `Bundle` with a DDIM scheduler"
     if torch_dtype is not None:
         if dtype is not torch.float32 and dtype != torch_dtype:
-            raise ValueError(f"give dtype or torch_dtype (the same option under diffusers' name), not both: "
-                             f"got dtype={dtype!r} and torch_dtype={torch_dtype!r}")
+            raise ValueError("give dtype or torch_dtype (the same option under diffusers' name), "
+                             f"not both: got dtype={dtype!r} and torch_dtype={torch_dtype!r}")
         dtype = torch_dtype
     _part_dtypes(dtype)  # a bad dtype fails before anything loads
     hub = {k: v for k, v in dict(revision=revision, variant=variant).items() if v is not None}
     name = str(name_or_path)
     folder = TOY_MODEL if name == "toy" else Path(name).expanduser()
     if name == "toy" and not (folder / "unet").is_dir():
-        raise FileNotFoundError(f"the toy model's weights are missing from the package ({folder}); reinstall dpl_nb")
+        raise FileNotFoundError(f"the toy model's weights are missing from the package ({folder}); "
+                                "reinstall dpl_nb")
     if folder.is_dir():
         missing = [p for p in _PARTS if not (folder / p).is_dir()]
         if missing:
-            raise FileNotFoundError(f"{folder} is not a diffusers model folder: it has no {', '.join(missing)} "
-                                    "subfolder(s). Save a pipeline with save_pretrained(folder), or pass a hub id.")
-        parts = _load_parts(str(folder), (folder / "vae").is_dir(), dtype, local_files_only=True, **hub)
+            raise FileNotFoundError(f"{folder} is not a diffusers model folder: it has no "
+                                    f"{', '.join(missing)} subfolder(s). Save a pipeline with "
+                                    "save_pretrained(folder), or pass a hub id.")
+        parts = _load_parts(str(folder), (folder / "vae").is_dir(), dtype, local_files_only=True,
+                            **hub)
     elif _looks_like_path(name):
-        raise FileNotFoundError(f"No model folder at {folder}. Pass an existing folder in the diffusers layout "
-                                "(unet/, text_encoder/, tokenizer/, scheduler/, vae/) or a hub id.")
+        raise FileNotFoundError(f"No model folder at {folder}. Pass an existing folder in the "
+                                "diffusers layout (unet/, text_encoder/, tokenizer/, scheduler/, "
+                                "vae/) or a hub id.")
     else:
         try:  # weights already in the Hugging Face cache: no network at all
             parts = _load_parts(name, True, dtype, local_files_only=True, **hub)
-        except OSError as err:  # hub and file errors (EntryNotFound, LocalEntryNotFound, ...) are OSErrors
+        except OSError as err:  # hub and file errors (EntryNotFound, ...) are OSErrors
             if _hub_offline():
-                raise _missing_weights(name, "they are not in the local Hugging Face cache and HF_HUB_OFFLINE=1 "
-                                             "forbids downloads", err) from None
+                raise _missing_weights(name, "they are not in the local Hugging Face cache and "
+                                             "HF_HUB_OFFLINE=1 forbids downloads", err) from None
             if not _hub_reachable():
-                raise _missing_weights(name, f"they are not in the local Hugging Face cache and the hub "
-                                             f"({hf_constants.ENDPOINT}) cannot be reached from this machine") from None
+                raise _missing_weights(name, "they are not in the local Hugging Face cache and "
+                                             f"the hub ({hf_constants.ENDPOINT}) cannot be "
+                                             "reached from this machine") from None
             try:
                 parts = _load_parts(name, True, dtype, local_files_only=False, **hub)
             except OSError as err:
-                raise _missing_weights(name, "the hub has no such model, or it is gated", err) from err
+                raise _missing_weights(name, "the hub has no such model, or it is gated", err) \
+                    from err
     unet, text_encoder, tokenizer, scheduler, vae = parts
     _freeze(unet, text_encoder, vae)
-    meta = json.loads((folder / "dpl_nb.json").read_text()) if (folder / "dpl_nb.json").is_file() else {}
+    meta = (json.loads((folder / "dpl_nb.json").read_text()) if (folder / "dpl_nb.json").is_file()
+            else {})
     vocabulary = tuple(meta["vocabulary"]) if "vocabulary" in meta else None
-    model_id = name if name == "toy" or not folder.is_dir() else str(folder.resolve())  # a folder by where it really is
-    bundle = Bundle(unet, text_encoder, tokenizer, scheduler, vae, attn_res or default_attn_res(unet), model_id, vocabulary)
+    # a folder is named by where it really is
+    model_id = name if name == "toy" or not folder.is_dir() else str(folder.resolve())
+    bundle = Bundle(unet, text_encoder, tokenizer, scheduler, vae,
+                    attn_res or default_attn_res(unet), model_id, vocabulary)
     return bundle.to(device)
 
+# %% ../nbs/01_models.ipynb #d90141b0
+# config keys that say nothing about the weights
+_MACHINE_KEYS = ("transformers_version", "torch_dtype", "dtype", "architectures")
 
-def _from_pipe(cls, pipe,  # a diffusers StableDiffusionPipeline (or one with its parts: unet, text_encoder, tokenizer, scheduler, vae)
-               attn_res: int | None = None,  # side of the maps DPL reads; None: second-to-last down block
+
+def model_fingerprint(bundle: Bundle) -> dict:
+    "What identifies a model's weights, whatever its name: a hash of configs and vocabulary, norms"
+    parts = {"unet": bundle.unet, "text_encoder": bundle.text_encoder, "vae": bundle.vae}
+    configs, norms = {}, []
+    for name, module in parts.items():
+        if module is None:
+            continue
+        config = (module.config.to_dict() if hasattr(module.config, "to_dict")
+                  else dict(module.config))
+        configs[name] = {k: v for k, v in config.items()
+                         if not k.startswith("_") and k not in _MACHINE_KEYS}
+        params = list(module.parameters())
+        norms += [float(params[i].detach().float().norm()) for i in (0, len(params) // 2, -1)]
+    text = json.dumps([configs, sorted(bundle.tokenizer.get_vocab().items())], sort_keys=True,
+                      default=str)
+    return {"config": hashlib.sha256(text.encode()).hexdigest()[:16], "weight_norms": norms}
+
+
+def same_model(a: dict, b: dict, rtol: float = 1e-3) -> bool:
+    "Whether two fingerprints name one model: weight norms within `rtol` (fp16 moves them less)"
+    return a["config"] == b["config"] and len(a["weight_norms"]) == len(b["weight_norms"]) and bool(
+        np.allclose(a["weight_norms"], b["weight_norms"], rtol=rtol, atol=0))
+
+# %% ../nbs/01_models.ipynb #a7e16322
+def _from_pipe(cls,
+               pipe,  # a StableDiffusionPipeline, or any object with its parts as attributes
+               attn_res: int | None = None,  # side of the maps DPL reads; None: `default_attn_res`
                ) -> Bundle:
-    "A `Bundle` that shares the modules of a pipeline you already have (no copy; they are frozen in place), with DDIM"
-    missing = [p for p in ("unet", "text_encoder", "tokenizer", "scheduler") if getattr(pipe, p, None) is None]
+    "A `Bundle` sharing the modules of a pipeline you have (no copy; frozen in place), with DDIM"
+    missing = [p for p in ("unet", "text_encoder", "tokenizer", "scheduler")
+               if getattr(pipe, p, None) is None]
     if missing:
-        raise ValueError(f"from_pipe: {type(pipe).__name__} has no {', '.join(missing)}; pass a Stable Diffusion "
-                         "pipeline (StableDiffusionPipeline.from_pretrained(...)); to load a model by name or folder, use load_bundle")
+        raise ValueError(f"from_pipe: {type(pipe).__name__} has no {', '.join(missing)}; pass a "
+                         "Stable Diffusion pipeline (StableDiffusionPipeline.from_pretrained(...))"
+                         "; to load a model by name or folder, use load_bundle")
     index = dict(getattr(pipe, "config", {}) or {})
-    check_supported(type(pipe).__name__, {**index, "_class_name": type(pipe).__name__}, dict(pipe.unet.config),
-                    dict(pipe.scheduler.config))
+    check_supported(type(pipe).__name__, {**index, "_class_name": type(pipe).__name__},
+                    dict(pipe.unet.config), dict(pipe.scheduler.config))
     vae = getattr(pipe, "vae", None)
     _freeze(pipe.unet, pipe.text_encoder, vae)
-    name = str(index.get("_name_or_path") or getattr(pipe, "name_or_path", "") or type(pipe).__name__)
+    name = str(index.get("_name_or_path") or getattr(pipe, "name_or_path", "")
+               or type(pipe).__name__)
     model_id = str(Path(name).expanduser().resolve()) if Path(name).expanduser().is_dir() else name
     return cls(pipe.unet, pipe.text_encoder, pipe.tokenizer, ddim_from(pipe.scheduler.config), vae,
                attn_res or default_attn_res(pipe.unet), model_id)
@@ -470,47 +550,24 @@ def _from_pipe(cls, pipe,  # a diffusers StableDiffusionPipeline (or one with it
 
 Bundle.from_pipe = classmethod(_from_pipe)
 
-# %% ../nbs/01_models.ipynb #d90141b0
-_MACHINE_KEYS = ("transformers_version", "torch_dtype", "dtype", "architectures")  # say nothing about the weights
-
-
-def model_fingerprint(bundle: Bundle) -> dict:
-    "What identifies a model's weights whatever name it was loaded by: a hash of its configs and vocabulary, and weight norms"
-    parts = {"unet": bundle.unet, "text_encoder": bundle.text_encoder, "vae": bundle.vae}
-    configs, norms = {}, []
-    for name, module in parts.items():
-        if module is None:
-            continue
-        config = module.config.to_dict() if hasattr(module.config, "to_dict") else dict(module.config)
-        configs[name] = {k: v for k, v in config.items() if not k.startswith("_") and k not in _MACHINE_KEYS}
-        params = list(module.parameters())
-        norms += [float(params[i].detach().float().norm()) for i in (0, len(params) // 2, -1)]
-    text = json.dumps([configs, sorted(bundle.tokenizer.get_vocab().items())], sort_keys=True, default=str)
-    return {"config": hashlib.sha256(text.encode()).hexdigest()[:16], "weight_norms": norms}
-
-
-def same_model(a: dict, b: dict, rtol: float = 1e-3) -> bool:
-    "Whether two fingerprints name one model (weight norms within `rtol`: casting to fp16 or bf16 moves them far less)"
-    return a["config"] == b["config"] and len(a["weight_norms"]) == len(b["weight_norms"]) and bool(
-        np.allclose(a["weight_norms"], b["weight_norms"], rtol=rtol, atol=0))
-
 # %% ../nbs/01_models.ipynb #a88f6b3e
 @dataclass
 class UNetCost:
     "Batch-weighted UNet evaluations: `forward` passes and `backward` passes"
     forward: int = 0
     backward: int = 0
-    partial: float = 0.0  # passes stopped part-way (and their backward), as the share of a full evaluation they cost
+    partial: float = 0.0  # passes stopped part-way (and their backward), as shares of a full pass
 
     @property
     def total(self) -> float: return self.forward + self.backward + self.partial
 
     def __add__(self, other: UNetCost) -> UNetCost:
-        return UNetCost(self.forward + other.forward, self.backward + other.backward, self.partial + other.partial)
+        return UNetCost(self.forward + other.forward, self.backward + other.backward,
+                        self.partial + other.partial)
 
-
+# %% ../nbs/01_models.ipynb #bbbbb1bd
 class UNetCounter:
-    "Context manager counting batch-weighted UNet forward and backward evaluations; yields a `UNetCost`"
+    "Context manager counting batch-weighted UNet forward and backward passes; yields a `UNetCost`"
     def __init__(self, unet: torch.nn.Module):
         self.unet, self.cost, self._handle = unet, UNetCost(), None
 
@@ -533,7 +590,7 @@ class UNetCounter:
 
 # %% ../nbs/01_models.ipynb #883dd96d
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
-    "Call `write(temporary path)` beside `path`, then rename the result to `path`: the file is whole or absent"
+    "Call `write(temporary path)` beside `path`, then rename it `path`: the file is whole or absent"
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -549,7 +606,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
 
 # %% ../nbs/01_models.ipynb #54bbe1d3
 def save_text_encoder(text_encoder: CLIPTextModel, folder):
-    "Save a CLIP text encoder in the layout of Stable Diffusion's checkpoints (weights under `text_model.`), which transformers 4 and 5 both read"
+    "Save a CLIP text encoder in SD's layout (under `text_model.`), which transformers 4 and 5 read"
     folder = Path(folder)
     text_encoder.save_pretrained(folder)
     path = folder / "model.safetensors"

@@ -24,8 +24,9 @@ MAX_TOKENS = 77  # CLIP's context: start token + 75 word pieces + end token
 
 def _offsets(tokenizer, text: str) -> list[tuple[int, int]]:
     "Character span of each word piece of `text` (without the start and end tokens)"
-    # verbose=False: no warning from the tokenizer on a long prompt; check_length says what to do instead
-    return tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False).offset_mapping
+    # verbose=False: no warning from the tokenizer on a long prompt; check_length says what to do
+    return tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                     verbose=False).offset_mapping
 
 
 def count_tokens(tokenizer, text: str) -> int:
@@ -37,25 +38,28 @@ def check_length(tokenizer, text: str, max_tokens: int = MAX_TOKENS) -> int:
     "Raise a clear error if `text` does not fit the text encoder; return its token count"
     n = count_tokens(tokenizer, text)
     if n > max_tokens:
-        raise ValueError(f"the prompt takes {n} tokens (with start and end tokens) but the text encoder reads at most "
-                         f"{max_tokens}: remove about {n - max_tokens} word piece(s). Prompt: {text[:80]!r}...")
+        raise ValueError(f"the prompt takes {n} tokens (with start and end tokens) but the text "
+                         f"encoder reads at most {max_tokens}: remove about {n - max_tokens} word "
+                         f"piece(s). Prompt: {text[:80]!r}...")
     return n
 
-
+# %% ../nbs/02_prompts.ipynb #2c46e02a
 def span_positions(tokenizer, text: str, start: int, end: int) -> list[int]:
     "Token positions (start token = 0) of the characters `text[start:end]`"
     return [i + 1 for i, (s, e) in enumerate(_offsets(tokenizer, text)) if s < end and e > start]
 
 
-def word_spans(text: str, word: str, within: tuple[int, int] | None = None) -> list[tuple[int, int]]:
-    "Character spans of every whole-word occurrence of `word` in `text` (case-insensitive), or in its characters `within`"
+def word_spans(text: str, word: str,
+               within: tuple[int, int] | None = None,  # (start, end): look only in these characters
+               ) -> list[tuple[int, int]]:
+    "Character spans of every whole-word occurrence of `word` in `text`, case-insensitive"
     start, end = within or (0, len(text))
     found = re.finditer(rf"(?<!\w){re.escape(word.strip())}(?!\w)", text[start:end], re.IGNORECASE)
     return [(start + m.start(), start + m.end()) for m in found] if word.strip() else []
 
 
 def word_positions(tokenizer, text: str, word: str | int) -> list[int]:
-    "Token positions of every occurrence of `word` (a string, whole words only) or of the `word`-th word of `text`"
+    "Token positions of each whole-word occurrence of `word` (a string), or of the `word`-th word"
     if isinstance(word, int):
         spans = [m.span() for m in re.finditer(r"\S+", text)]
         if not -len(spans) <= word < len(spans):
@@ -70,7 +74,7 @@ def word_positions(tokenizer, text: str, word: str | int) -> list[int]:
 # %% ../nbs/02_prompts.ipynb #e7dd5c84
 @dataclass
 class DynamicWord:
-    "A braced word of a prompt: its text, its character span in the clean prompt and its token positions"
+    "A braced word of a prompt: its text, its characters in the clean prompt, its token positions"
     word: str
     start: int
     end: int
@@ -86,9 +90,9 @@ class Prompt:
     @property
     def positions(self) -> list[list[int]]: return [w.positions for w in self.words]
 
-
+# %% ../nbs/02_prompts.ipynb #95f48895
 def parse_prompt(prompt: str, tokenizer=None) -> Prompt:
-    "Split `'a {cat} and a {dog}'` into the clean prompt and its dynamic words (token positions given a tokenizer)"
+    "Split `'a {cat} and a {dog}'` into the clean prompt and its dynamic words (and their tokens)"
     if not isinstance(prompt, str):
         raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
     text, words, pos = "", [], 0
@@ -96,10 +100,12 @@ def parse_prompt(prompt: str, tokenizer=None) -> Prompt:
         if m.start() < pos:  # the closing brace of the word just read
             continue
         if m.group() == "}":
-            raise ValueError(f"unbalanced braces in {prompt!r}: a '}}' at character {m.start()} has no '{{'")
+            raise ValueError(f"unbalanced braces in {prompt!r}: a '}}' at character {m.start()} "
+                             "has no '{'")
         close = prompt.find("}", m.end())
         if close < 0 or "{" in prompt[m.end():close]:
-            raise ValueError(f"unbalanced braces in {prompt!r}: the '{{' at character {m.start()} is not closed")
+            raise ValueError(f"unbalanced braces in {prompt!r}: the '{{' at character {m.start()} "
+                             "is not closed")
         word = prompt[m.end():close]
         if not word.strip():
             raise ValueError(f"empty braces in {prompt!r}: put one word inside, as in 'a {{cat}}'")
@@ -130,26 +136,29 @@ def show_tokens(tokenizer, prompt: str, ax=None):
     if ax is None:
         _, ax = plt.subplots(figsize=(min(1.0 * len(ids), 14), 0.9))
     for i, piece in enumerate(pieces):
-        ax.text(i, 0, piece.replace("<|startoftext|>", "BOS").replace("<|endoftext|>", "EOS"), ha="center",
-                va="center", fontsize=9, bbox=dict(boxstyle="round", fc=colour.get(i, "white"), alpha=0.6))
+        ax.text(i, 0, piece.replace("<|startoftext|>", "BOS").replace("<|endoftext|>", "EOS"),
+                ha="center", va="center", fontsize=9,
+                bbox=dict(boxstyle="round", fc=colour.get(i, "white"), alpha=0.6))
         ax.text(i, -0.8, str(i), ha="center", va="center", fontsize=7, color="grey")
     ax.set_xlim(-0.7, len(ids) - 0.3); ax.set_ylim(-1.2, 0.6); ax.axis("off")
     return ax
 
 # %% ../nbs/02_prompts.ipynb #a43cfdba
 def tokenize_prompts(tokenizer, prompts: str | list[str]) -> torch.Tensor:
-    "Token ids `(B, 77)` of prompts (braces removed), padded as Stable Diffusion pads them; too-long prompts raise"
+    "Token ids `(B, 77)` of prompts (braces removed), padded as SD pads them; too long ones raise"
     texts = [parse_prompt(p).text for p in ([prompts] if isinstance(prompts, str) else prompts)]
     for t in texts:
         check_length(tokenizer, t, tokenizer.model_max_length)
-    return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+    return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length,
+                     return_tensors="pt").input_ids
 
 
 def check_vocabulary(bundle: Bundle, text: str):
-    "Raise a clear error if `text` uses words a toy model does not know (no-op for models without a vocabulary)"
+    "Raise a clear error if `text` uses words a toy model does not know (other models know all)"
     if bundle.vocabulary is None:
         return
-    unknown = [w for w in re.findall(r"\w+|[^\w\s]", parse_prompt(text).text.lower()) if w not in bundle.vocabulary]
+    unknown = [w for w in re.findall(r"\w+|[^\w\s]", parse_prompt(text).text.lower())
+               if w not in bundle.vocabulary]
     if unknown:
         raise ValueError(f"the model {bundle.model_id!r} does not know the word(s) {unknown}; "
                          f"its vocabulary is: {' '.join(bundle.vocabulary)}")
@@ -168,23 +177,27 @@ def _word_tokens(tokenizer, text: str) -> list[list[int]]:
     return [span_positions(tokenizer, text, *m.span()) for m in re.finditer(r"\S+", text)]
 
 
-def replacement_mapper(tokenizer, source: str, target: str, max_len: int = MAX_TOKENS) -> torch.Tensor:
-    "`(max_len, max_len)` matrix R moving source token maps to target tokens for a word swap: `maps @ R`"
+def replacement_mapper(tokenizer, source: str, target: str,
+                       max_len: int = MAX_TOKENS) -> torch.Tensor:
+    "`(max_len, max_len)` matrix R moving source token maps to target tokens in a swap: `maps @ R`"
     source, target = parse_prompt(source).text, parse_prompt(target).text
     for t in (source, target):
         check_length(tokenizer, t, max_len)
     src_words, tgt_words = source.split(), target.split()
     if len(src_words) != len(tgt_words):
-        raise ValueError(f"a word swap needs the same number of words: {source!r} has {len(src_words)}, "
-                         f"{target!r} has {len(tgt_words)}; use refinement_mapper to add or remove words")
+        raise ValueError(f"a word swap needs the same number of words: {source!r} has "
+                         f"{len(src_words)}, {target!r} has {len(tgt_words)}; use "
+                         "refinement_mapper to add or remove words")
     mapper = torch.zeros(max_len, max_len)
     mapper[0, 0] = 1  # start token
-    for ws, wt, ps, pt in zip(src_words, tgt_words, _word_tokens(tokenizer, source), _word_tokens(tokenizer, target)):
+    for ws, wt, ps, pt in zip(src_words, tgt_words, _word_tokens(tokenizer, source),
+                              _word_tokens(tokenizer, target)):
         if len(ps) == len(pt):
             mapper[ps, pt] = 1
         else:
             mapper[np.ix_(ps, pt)] = 1 / len(pt)
-    i, j = count_tokens(tokenizer, source) - 1, count_tokens(tokenizer, target) - 1  # end token and padding
+    # the end token and the padding
+    i, j = count_tokens(tokenizer, source) - 1, count_tokens(tokenizer, target) - 1
     while i < max_len and j < max_len:
         mapper[i, j] = 1
         i, j = i + 1, j + 1
@@ -192,7 +205,7 @@ def replacement_mapper(tokenizer, source: str, target: str, max_len: int = MAX_T
 
 # %% ../nbs/02_prompts.ipynb #18308062
 def needleman_wunsch(x, y, match: float = 1, mismatch: float = -1, gap: float = 0) -> list[int]:
-    "Global alignment of sequences `x`, `y`: for each element of `y`, the index of its match in `x`, or -1"
+    "Global alignment of `x` and `y`: for each element of `y`, the index of its match in `x`, or -1"
     n, m = len(x), len(y)
     F = np.zeros((n + 1, m + 1))
     F[:, 0], F[0, :] = gap * np.arange(n + 1), gap * np.arange(m + 1)
@@ -214,7 +227,7 @@ def needleman_wunsch(x, y, match: float = 1, mismatch: float = -1, gap: float = 
 
 
 def refinement_mapper(tokenizer, source: str, target: str, max_len: int = MAX_TOKENS):
-    "Token alignment for P2P refinement: `mapper` (source position per target token) and `alphas` (0 = inserted)"
+    "Refinement alignment: `mapper` (source position of each target token), `alphas` (0: inserted)"
     source, target = parse_prompt(source).text, parse_prompt(target).text
     x, y = (tokenizer(t).input_ids for t in (source, target))
     for t in (source, target):
