@@ -31,9 +31,9 @@ from .toyworld import (COLOURS, KINDS, MAX_OBJECTS, SHAPES, SIZE, WORLDS, Scene,
 
 
 # %% auto #0
-__all__ = ['toy_tokenizer', 'toy_models', 'correlate_tokens', 'ToyTrainConfig', 'scene_batch', 'tail_slots', 'noun_slots',
-           'ObjectAttention', 'save_toy_model', 'train_toy_model', 'sample_images', 'colours_present', 'toy_metadata',
-           'bundle_world', 'prediction_shift', 'noun_swap_gap']
+__all__ = ['toy_tokenizer', 'toy_models', 'correlate_tokens', 'snr_weighted_mse', 'ToyTrainConfig', 'scene_batch', 'tail_slots',
+           'noun_slots', 'ObjectAttention', 'save_toy_model', 'train_toy_model', 'sample_images', 'colours_present',
+           'toy_metadata', 'bundle_world', 'prediction_shift', 'noun_swap_gap']
 
 # %% ../nbs/09b_toymodel.ipynb #9740690c
 def toy_tokenizer(world: str | World = "shapes") -> CLIPTokenizerFast:
@@ -79,6 +79,18 @@ def correlate_tokens(text_encoder: CLIPTextModel, tokenizer: CLIPTokenizerFast,
         a, b = known[first + "</w>"], known[second + "</w>"]
         table[b] = rho * table[a] + math.sqrt(1 - rho**2) * table[b]
 
+# %% ../nbs/09b_toymodel.ipynb #bff9e4f6
+def snr_weighted_mse(pred: torch.Tensor, noise: torch.Tensor,  # (B, C, H, W) predicted and true noise
+                     alphas_cumprod: torch.Tensor,  # (B,) alpha-bar of each sample's timestep
+                     gamma: float = 0.0,  # Min-SNR-gamma cap; 0: plain MSE
+                     ) -> torch.Tensor:
+    "Epsilon-prediction MSE with Min-SNR-gamma weights min(SNR, gamma) / SNR per sample (plain MSE when gamma is 0)"
+    if not gamma:
+        return F.mse_loss(pred, noise)
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    weights = snr.clamp(max=gamma) / snr
+    return (weights * (pred - noise).float().pow(2).flatten(1).mean(1)).mean()
+
 # %% ../nbs/09b_toymodel.ipynb #26702e94
 @dataclass
 class ToyTrainConfig:
@@ -104,6 +116,7 @@ class ToyTrainConfig:
     text_encoder: str = "trained"  # "frozen": kept at its seeded random init, as Stable Diffusion keeps CLIP frozen
     token_std: float = 0.02  # std of the token embeddings at init (toy_models)
     similar_tokens: float = 0.0  # correlation of the look-alike nouns' token embeddings at init (toy_models)
+    snr_gamma: float = 0.0  # > 0: Min-SNR-gamma loss weights min(SNR, gamma) / SNR (Hang et al. 2023); 0: plain MSE
 
 
 def scene_batch(seed: int, step: int, batch_size: int, p_empty: float = 0.0, **scene_kw
@@ -284,7 +297,7 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
         ids = ids.to(device)
         with capture(unet, prior, kind="cross") if config.object_attention else contextlib.nullcontext():
             pred = unet(a.sqrt() * images + (1 - a).sqrt() * noise, t, encoder_hidden_states=text_encoder(ids)[0]).sample
-        loss = F.mse_loss(pred, noise)
+        loss = snr_weighted_mse(pred, noise, a.flatten(), config.snr_gamma)
         optimizer.zero_grad(set_to_none=True)
         (loss + config.object_attention * prior.loss().to(device)).backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)

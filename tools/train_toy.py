@@ -70,6 +70,8 @@ def main():
                         help="std of the token embeddings at init (CLIP's: 0.02)")
     parser.add_argument("--similar-tokens", type=float, default=ToyTrainConfig.similar_tokens,
                         help="correlation of the look-alike nouns' token embeddings at init, in [0, 1)")
+    parser.add_argument("--snr-gamma", type=float, default=ToyTrainConfig.snr_gamma,
+                        help="Min-SNR-gamma loss weighting (e.g. 5); 0: plain MSE")
     parser.add_argument("--stop-at", type=int, default=None, help="stop after this step (resume later, same schedule)")
     parser.add_argument("--warmup", type=int, default=ToyTrainConfig.warmup, help="steps of linear lr warm-up")
     parser.add_argument("--world", default=ToyTrainConfig.world, choices=sorted(WORLDS),
@@ -95,7 +97,7 @@ def main():
                                 lr=args.lr, init=str(Path(args.init).resolve()) if args.init else "",
                                 text_encoder=args.text_encoder, token_std=args.token_std, warmup=args.warmup,
                                 similar_tokens=args.similar_tokens, p_similar=args.p_similar,
-                                p_same_colour=args.p_same_colour)
+                                p_same_colour=args.p_same_colour, snr_gamma=args.snr_gamma)
         if args.fit_minutes:
             every = max(1, fitted_steps(args.run_dir, config, args.fit_minutes, workers) // args.snapshots)
             config = replace(config, steps=every * args.snapshots, snapshot_every=every)
