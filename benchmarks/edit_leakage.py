@@ -11,7 +11,8 @@ the old colour where the object was), `distractor_kept` (the judge sees the othe
 IoU of the reconstruction's step-averaged maps at threshold 0.3 and the best of the 0.0-1.0 sweep), `map_mass`
 (each noun's share of its map on each object and the background) with `maps_swapped` (a noun whose map lies more on
 another object than on its own), and the UNet evaluations of the inversion. The means go under `distractor` and
-`ordinary`, each keyed by method. `--methods` runs a subset (e.g. `nti,dpl_lean` to compare candidate models on a held-out seed before choosing one).
+`ordinary`, each keyed by method. `--methods` runs a subset (e.g. `nti,dpl_lean` to compare candidate models on a held-out seed before choosing one),
+and may add `dpl_anchor` (lean with the anchored leakage of chapter 7, not the paper's).
 
 Resumable: per-scene records (with the edited images, as PNG) go to a .jsonl beside the result; a rerun skips the
 scenes recorded. Writes benchmarks/results/edit_leakage.json (ToyMO-Set's seed 2023) or edit_leakage_seed<S>.json
@@ -37,7 +38,7 @@ from PIL import Image
 import dpl_nb
 from _results import write_result
 from _toymo import map_mass, psnr_outside, worker_state
-from dpl_nb.dpl import DPL_PRESETS, dpl_invert, sampled_maps
+from dpl_nb.dpl import DPL_PRESETS, dpl_invert, sampled_maps, with_options
 from dpl_nb.experiments import append_record, compact_records, read_records
 from dpl_nb.inversion import invert
 from dpl_nb.metrics import THRESHOLDS, distractor_preserved, edit_success, grow_mask, word_ious
@@ -51,6 +52,7 @@ from dpl_nb.toymodel import bundle_world
 RESULTS = Path(__file__).parent / "results"
 METRICS = ("success", "distractor_kept", "bg_psnr", "iou03", "iou_best", "maps_swapped", "unet_evals")
 METHODS = ("nti", "dpl", "dpl_lean")
+EXTRA_METHODS = ("dpl_anchor",)  # only when --methods names it: lean with LossConfig.anchor (not the paper's)
 
 
 def chosen_scenes(world: str, seed: int, distractor: int, ordinary: int) -> list[tuple[int, object]]:
@@ -100,7 +102,8 @@ def _record(job) -> dict:
     _, new, target = swap_target(scene)
     record = dict(scene=index, distractor=bool(is_distractor(scene)), prompt=scene.braced, target=target,
                   steps=args["steps"], machine=f"{platform.machine()}, {os.cpu_count()} CPUs", torch=torch.__version__)
-    for key, preset in (("nti", None), ("dpl", args["preset"]), ("dpl_lean", "lean")):
+    for key, preset in (("nti", None), ("dpl", args["preset"]), ("dpl_lean", "lean"),
+                        ("dpl_anchor", with_options("lean", anchor=True))):
         if key not in args["methods"]:
             continue
         torch.manual_seed(0)
@@ -157,11 +160,12 @@ def main():
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--workers", type=int, default=1, help="processes, each running whole scenes")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
+    known = METHODS + EXTRA_METHODS
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(known))
     args = parser.parse_args()
-    methods = tuple(m for m in METHODS if m in args.methods.split(","))
-    if not methods or set(args.methods.split(",")) - set(METHODS):
-        raise SystemExit(f"--methods takes a comma-separated subset of {','.join(METHODS)}, got {args.methods!r}")
+    methods = tuple(m for m in known if m in args.methods.split(","))
+    if not methods or set(args.methods.split(",")) - set(known):
+        raise SystemExit(f"--methods takes a comma-separated subset of {','.join(known)}, got {args.methods!r}")
     folder = TOY_MODEL if args.model == "toy" else Path(args.model)
     judge = args.judge or str(folder / "judge")
     if not (Path(judge) / "judge.safetensors").is_file():
@@ -202,7 +206,7 @@ def main():
               "ordinary": means([r for r in records if not r["distractor"]], methods),
               "records": records_path.name, "seconds_this_run": time.perf_counter() - start, "workers": args.workers,
               "torch": torch.__version__, "dpl_nb": dpl_nb.__version__,
-              "scenes": [{k: v for k, v in r.items() if k not in METHODS} |
+              "scenes": [{k: v for k, v in r.items() if k not in known} |
                          {m: {k: v for k, v in r[m].items() if k != "edited_png"} for m in methods}
                          for r in records]}
     written = write_result(result, out)

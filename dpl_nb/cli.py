@@ -456,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="whose gradients reach a dynamic token: shared (default, the paper's) "
                              "or own (each word's hidden states only; not the paper's, see "
                              "chapter 8)")
+    invert.add_argument("--anchor", action="store_true",
+                        help="count each word's attention on the other braced words' clusters as "
+                             "leakage (not the paper's, see chapter 7)")
     invert.add_argument("--steps", type=_positive_int, default=50,
                         help="denoising steps (default: 50)")
     invert.add_argument("--guidance", type=float, default=7.5,
@@ -725,9 +728,10 @@ def invert_command(args) -> list[Path]:
     if args.method != "ddim" and not args.guidance > 1:
         raise ValueError(f"--guidance must be > 1 for {args.method} (the null embeddings have no "
                          f"effect at 1), got {args.guidance}; 7.5 is what the papers use")
-    if args.method != "dpl" and (args.at_region, args.word_gradients) != ("all", "shared"):
-        raise ValueError("--at-region and --word-gradients are options of DPL; drop them or use "
-                         f"--method dpl (got --method {args.method})")
+    if args.method != "dpl" and ((args.at_region, args.word_gradients) != ("all", "shared")
+                                 or args.anchor):
+        raise ValueError("--at-region, --word-gradients and --anchor are options of DPL; drop them "
+                         f"or use --method dpl (got --method {args.method})")
     check_device(args.device)
     import torch
     from dpl_nb.dpl import dpl_invert, with_options
@@ -746,7 +750,7 @@ def invert_command(args) -> list[Path]:
     image = load_image(image, size, fit=args.fit, min_side=max(1, size // 8))
     if args.method == "dpl":
         # the preset itself by default
-        config = with_options(args.preset, args.at_region, args.word_gradients)
+        config = with_options(args.preset, args.at_region, args.word_gradients, args.anchor)
         inversion = dpl_invert(bundle, image, args.prompt, config=config, num_steps=args.steps,
                                guidance_scale=args.guidance, progress=not args.quiet)
     else:

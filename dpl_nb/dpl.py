@@ -18,7 +18,7 @@ from .background import BackgroundMasks, find_background
 from .inversion import (NTI_PRESETS, Inversion, NTIConfig, NullTextStep, check_num_steps, ddim_scheduler,
                               encode_with_tokens, guided_noise, loss_scaler, null_text_step, sample, sized_bundle,
                               word_embeddings)
-from .losses import LossConfig, dpl_losses
+from .losses import LossConfig, dpl_losses, leak_masks
 from .models import Bundle, UNetCounter, model_fingerprint
 from .prompts import encode_prompts, parse_prompt
 
@@ -82,10 +82,12 @@ def dpl_config(config: DPLConfig | str = "lean") -> DPLConfig:
 def with_options(config: DPLConfig | str = "lean",  # a DPLConfig or a preset name
                  at_region: str = "all",  # LossConfig.at_region: "all" (the reference) or "objects"
                  word_gradients: str = "shared",  # DPLConfig.word_gradients: "shared" (the reference) or "own"
+                 anchor: bool = False,  # LossConfig.anchor: False (the reference) or True (chapter 7)
                  ) -> DPLConfig:
-    "`config` with both non-reference options set; with their defaults a preset comes back equal to itself"
+    "`config` with the non-reference options set; with their defaults a preset comes back equal to itself"
     config = dpl_config(config)
-    return replace(config, word_gradients=word_gradients, losses=replace(config.losses, at_region=at_region))
+    return replace(config, word_gradients=word_gradients,
+                   losses=replace(config.losses, at_region=at_region, anchor=anchor))
 
 # %% ../nbs/08_dpl.ipynb #d4b4519a
 def dynamic_words(tokenizer, prompt: str):
@@ -160,6 +162,7 @@ def token_step(bundle: Bundle, step: int, latent: torch.Tensor, t, prompt: str,
                background: torch.Tensor | None, config: DPLConfig, store: AttentionStore, cost,
                bar=None,  # a tqdm bar whose postfix follows the updates within the step
                stop: tuple[AttnLayer, float] | None = None,  # truncate passes after the first: (last loss layer, cost share)
+               leak: torch.Tensor | None = None,  # (K, r, r) each word's leakage region, for LossConfig.anchor
                ) -> TokenStep:
     "Update the dynamic tokens until the losses are below this step's thresholds, or `config.token_steps` passes"
     optimizer = torch.optim.AdamW([tokens], lr=config.lr, weight_decay=config.weight_decay)
@@ -180,7 +183,7 @@ def token_step(bundle: Bundle, step: int, latent: torch.Tensor, t, prompt: str,
             else:
                 noise = bundle.predict_noise(latent, t, cond)
             maps = store.mean("cross", queries=r * r)[0].reshape(r, r, -1).float()  # losses in fp32
-            values = dpl_losses(maps, positions, background, config.losses, step)
+            values = dpl_losses(maps, positions, background, config.losses, step, leak)
             history.append(values.as_dict())
             if values.below(thresholds):
                 return TokenStep(maps.detach(), None if noise is None else noise.detach(), history, updates)
@@ -267,6 +270,9 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
             background = masks.background
             trace.update(background_fallback=masks.fallback, cluster_labels=masks.labels)
         trace["background"] = background.int().tolist()
+        leak = None
+        if config.losses.anchor:  # each braced word anchored to the clusters its initial map covers best (chapter 7)
+            leak = leak_masks(background, torch.stack([masks.nouns[w.word] for w in parsed.words]))
         scheduler = ddim_scheduler(bundle.scheduler.config, num_steps)
         tokens = torch.nn.Parameter(initial_tokens(bundle, prompt, config.init).to(bundle.device, torch.float32))
         start_tokens = tokens.detach().clone()
@@ -279,7 +285,7 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
             store.step = i
             with capture(bundle.unet, store, cross_layers):
                 done = token_step(bundle, i, latent, t, prompt, tokens, positions, background, config, store, cost,
-                                  bar if progress else None, stop)
+                                  bar if progress else None, stop, leak)
             if progress:
                 bar.set_postfix_str(f"{done.updates} token updates, null text", refresh=True)
             store.reset()

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['word_maps', 'gaussian_kernel', 'smooth', 'attention_balancing', 'disjoint_objects', 'background_leakage', 'threshold',
-           'LossConfig', 'LossValues', 'dpl_losses']
+__all__ = ['word_maps', 'gaussian_kernel', 'smooth', 'attention_balancing', 'disjoint_objects', 'background_leakage',
+           'leak_masks', 'threshold', 'LossConfig', 'LossValues', 'dpl_losses']
 
 # %% ../nbs/07_losses.ipynb #644b38d0
 def _check_maps(maps) -> torch.Tensor:
@@ -153,15 +153,39 @@ def _check_background(background, maps: torch.Tensor) -> torch.Tensor:
     return background.to(device=maps.device, dtype=maps.dtype)
 
 
+def _check_word_masks(masks, maps: torch.Tensor, words: int) -> torch.Tensor:
+    "`masks` as a tensor of `maps`' dtype, if it is one (H, W) mask per word at the maps' resolution"
+    masks = torch.as_tensor(masks)
+    if masks.shape != (words, *maps.shape[:2]):
+        raise ValueError(f"per-word masks must be ({words}, {maps.shape[0]}, {maps.shape[1]}): one mask per word "
+                         f"at the maps' resolution, got shape {tuple(masks.shape)}")
+    return masks.to(device=maps.device, dtype=maps.dtype)
+
+
 def background_leakage(maps: torch.Tensor,  # (H, W, tokens) cross-attention maps
                        positions: Sequence[Sequence[int]],  # token positions of each word
-                       background: torch.Tensor,  # (H, W) bool, True on the background
+                       background: torch.Tensor,  # (H, W) bool, True on the background; or (K, H, W), one per word
                        ) -> torch.Tensor:
     "DPL's L_bg: the mean over words of the cosine similarity between the word's map and the background mask"
     maps = _check_maps(maps)
-    mask = _check_background(background, maps)
     words = word_maps(maps, positions)
+    if torch.as_tensor(background).ndim == 3:  # a leakage region per word (LossConfig.anchor)
+        return _cosine(words, _check_word_masks(background, maps, len(words))).mean()
+    mask = _check_background(background, maps)
     return _cosine(words, mask.expand_as(words)).mean()
+
+# %% ../nbs/07_losses.ipynb #38808eca
+def leak_masks(background: torch.Tensor,  # (H, W) bool background mask B
+               regions: torch.Tensor,  # (K, H, W) bool: each word's region R_k (BackgroundMasks.nouns, in word order)
+               ) -> torch.Tensor:
+    "Each word's leakage region when anchored, `(K, H, W)` bool: the background and the other words' regions, less its own"
+    background, regions = torch.as_tensor(background).bool(), torch.as_tensor(regions).bool()
+    if regions.ndim != 3 or regions.shape[1:] != background.shape:
+        raise ValueError(f"regions must be (K, H, W) masks at the background's size {tuple(background.shape)}, "
+                         f"got shape {tuple(regions.shape)}")
+    others = torch.stack([regions[[j for j in range(len(regions)) if j != k]].any(0) for k in range(len(regions))])
+    anchored = (background | others) & ~regions
+    return torch.where(regions.flatten(1).any(1)[:, None, None], anchored, background)  # no region: B
 
 # %% ../nbs/07_losses.ipynb #ea193e21
 def threshold(step: int,  # denoising step, 0 = the noisiest
@@ -192,6 +216,7 @@ class LossConfig:
     smoothing: bool = True  # Gaussian smoothing in L_at
     reduction: str = "max"  # L_at over words: "max" or "mean"
     at_region: str = "all"  # where L_at takes each word's peak: "all" pixels (the reference) or "objects" (off the background mask)
+    anchor: bool = False  # L_bg also counts a word's attention on the other words' regions (leak_masks); not the reference's
 
     def __post_init__(self):
         def number(name):
@@ -209,6 +234,8 @@ class LossConfig:
             raise ValueError(f"bg_start must be a step index >= 0, got {self.bg_start!r}")
         if self.reduction not in ("max", "mean"):
             raise ValueError(f"reduction must be 'max' or 'mean', got {self.reduction!r}")
+        if not isinstance(self.anchor, bool):
+            raise ValueError(f"anchor must be True or False, got {self.anchor!r}")
         if self.at_region not in ("all", "objects"):
             raise ValueError(f"at_region must be 'all' (the reference) or 'objects', got {self.at_region!r}")
 
@@ -251,6 +278,7 @@ def dpl_losses(maps: torch.Tensor,  # (H, W, tokens) cross-attention maps of the
                background: torch.Tensor | None,  # (H, W) bool background mask; None only if neither L_bg nor at_region needs it
                config: LossConfig,  # weights and options
                step: int,  # denoising step, 0 = the noisiest
+               leak: torch.Tensor | None = None,  # (K, H, W) bool: each word's leakage region (leak_masks), for anchor=True
                ) -> LossValues:
     "DPL's losses of one step: only those with a weight above 0 are computed, the others are a constant 0"
     maps = _check_maps(maps)
@@ -267,7 +295,10 @@ def dpl_losses(maps: torch.Tensor,  # (H, W, tokens) cross-attention maps of the
     region = ~background.bool() if objects_only and not background.bool().all() else None
     at = (attention_balancing(maps, positions, config.scale, config.smoothing, config.reduction, region)
           if config.lambda_at > 0 else maps.new_zeros(()))
-    bg = (background_leakage(maps, positions, background)
+    if config.anchor and config.lambda_bg > 0 and leak is None:
+        raise ValueError("anchor=True needs each word's leakage region: pass leak=leak_masks(background, regions), "
+                         "the regions being BackgroundMasks.nouns of background.find_background in word order")
+    bg = (background_leakage(maps, positions, leak if config.anchor else background)
           if config.lambda_bg > 0 and step >= config.bg_start else maps.new_zeros(()))
     dj = disjoint_objects(maps, positions) if config.lambda_dj > 0 else maps.new_zeros(())
     total = config.lambda_at * at + config.lambda_bg * bg + config.lambda_dj * dj

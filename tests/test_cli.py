@@ -195,13 +195,17 @@ def test_invert_says_how_it_fits_a_non_square_image(capsys, files, tmp_path):
 def test_invert_with_the_non_reference_options(capsys, files, tmp_path):
     out = tmp_path / "options.safetensors"
     status, written, _ = run(capsys, "invert", files["image"], "--prompt", PROMPT, "--steps", STEPS,
-                             "--at-region", "objects", "--word-gradients", "own", "-o", out, "--quiet")
+                             "--at-region", "objects", "--word-gradients", "own", "--anchor", "-o", out, "--quiet")
     assert status == 0 and written == [f"wrote {out}"]
     settings = Inversion.load(out).settings
     assert settings["word_gradients"] == "own" and settings["losses"]["at_region"] == "objects"
+    assert settings["losses"]["anchor"] is True
     assert settings["preset"] is None                      # no longer the lean preset itself
     status, out_lines, err = run(capsys, "invert", files["image"], "--prompt", PROMPT, "--method", "nti",
                                  "--word-gradients", "own", "-o", tmp_path / "nti.safetensors")
+    assert_one_line_error(status, out_lines, err, "options of DPL")
+    status, out_lines, err = run(capsys, "invert", files["image"], "--prompt", PROMPT, "--method", "npi",
+                                 "--anchor", "-o", tmp_path / "npi.safetensors")
     assert_one_line_error(status, out_lines, err, "options of DPL")
     assert not (tmp_path / "nti.safetensors").exists()
 

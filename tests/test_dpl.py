@@ -111,6 +111,20 @@ def test_non_reference_options_run(toy, scene):
     assert inv.settings["word_gradients"] == "own" and inv.settings["losses"]["at_region"] == "objects"
 
 
+def test_anchored_leakage_counts_the_other_words_clusters(toy, scene, run):
+    "LossConfig.anchor: a word's leakage region is the background and the other words' clusters, from the first pass"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inv = dpl_invert(toy, scene.pil, scene.braced, with_options("lean", anchor=True), num_steps=STEPS,
+                         progress=False)
+    plain = run[1]
+    assert inv.settings["losses"]["anchor"] is True and plain.settings["losses"]["anchor"] is False
+    first = lambda i: i.trace["token_losses"][0][0]  # step 0, first pass: the same tokens, so the same maps
+    assert first(inv)["at"] == first(plain)["at"] and first(inv)["dj"] == first(plain)["dj"]
+    assert first(inv)["bg"] > first(plain)["bg"]  # each map also covers some of the other object's clusters
+    assert torch.isfinite(inv.token_embeddings).all()
+
+
 def test_no_background_cluster_falls_back(toy, scene):
     config = dataclasses.replace(DPL_PRESETS["lean"], cluster_threshold=0.0)  # every cluster matches a noun
     with pytest.warns(UserWarning):

@@ -165,7 +165,11 @@ def test_background_wrong_size_or_rank():
     with pytest.raises(ValueError, match="background mask is 32x32 but the maps are 16x16; make it at the loss resolution"):
         background_leakage(maps, [[CAT]], torch.ones(32, 32, dtype=torch.bool))
     with pytest.raises(ValueError, match="2-D"):
-        background_leakage(maps, [[CAT]], torch.ones(1, 16, 16, dtype=torch.bool))
+        background_leakage(maps, [[CAT]], torch.ones(1, 1, 16, 16, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"one mask per word at the maps' resolution, got shape \(2, 16, 16\)"):
+        background_leakage(maps, [[CAT]], torch.ones(2, 16, 16, dtype=torch.bool))
+    half = torch.zeros(16, 16, dtype=torch.bool); half[:8] = True  # one word's own mask: the same as the shared one
+    assert torch.equal(background_leakage(maps, [[CAT]], half[None]), background_leakage(maps, [[CAT]], half))
 
 
 # thresholds and config
