@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .attention import AttentionStore, AttnLayer, attention_layers, capture, cross_maps, select_layers, self_maps
+from .attention import (AttentionStore, AttnLayer, attention_layers, capture, cross_maps,
+                              select_layers, self_maps)
 from .inversion import check_num_steps, ddim_invert, encode_image, sized_bundle
 from .models import Bundle
 from .prompts import encode_prompts, parse_prompt
@@ -27,18 +28,20 @@ __all__ = ['self_resolution', 'AttentionStatistics', 'attention_statistics', 'pc
 
 # %% ../nbs/06_background.ipynb #066289f3
 def self_resolution(bundle: Bundle) -> int:
-    "Side of the self-attention DPL clusters: `2 * attn_res` if the UNet has self-attention there, else `attn_res`"
+    "Side of the self-attention DPL clusters: `2 * attn_res` if the UNet has it, else `attn_res`"
     r = bundle.attn_res
-    found = {l.resolution(bundle.latent_size) for l in attention_layers(bundle.unet) if l.kind == "self"}
+    found = {l.resolution(bundle.latent_size) for l in attention_layers(bundle.unet)
+             if l.kind == "self"}
     for side in (2 * r, r):
         if side in found:
             return side
-    raise ValueError(f"the UNet has no self-attention at {2 * r} or {r} (twice bundle.attn_res, or attn_res); it has "
-                     f"self-attention at {sorted(found, reverse=True)}: load the bundle with attn_res set to one of those")
+    raise ValueError(f"the UNet has no self-attention at {2 * r} or {r} (twice bundle.attn_res, or "
+                     f"attn_res); it has self-attention at {sorted(found, reverse=True)}: load the "
+                     "bundle with attn_res set to one of those")
 
 # %% ../nbs/06_background.ipynb #af9ecaed
 class AttentionStatistics:
-    "Self-attention at `self_res` and cross-attention at `cross_res` of batch item 0, averaged over layers, heads and UNet calls"
+    "Self-attention at `self_res`, cross-attention at `cross_res` of batch item 0: means over calls"
     def __init__(self, bundle: Bundle):
         self.self_res, self.cross_res = self_resolution(bundle), bundle.attn_res
         self.self_layers = select_layers(bundle.unet, self.self_res, "self", bundle.latent_size)
@@ -71,14 +74,15 @@ class AttentionStatistics:
         return cross_maps(self.store, 0, self.cross_res, layers=self.cross_layers).float().cpu()
 
     def __repr__(self) -> str:
-        return (f"AttentionStatistics(self-attention {self.self_res}x{self.self_res} from {len(self.self_layers)} layers, "
-                f"cross-attention {self.cross_res}x{self.cross_res} from {len(self.cross_layers)} layers, "
+        return (f"AttentionStatistics(self-attention {self.self_res}x{self.self_res} from "
+                f"{len(self.self_layers)} layers, cross-attention "
+                f"{self.cross_res}x{self.cross_res} from {len(self.cross_layers)} layers, "
                 f"{self.calls} UNet calls)")
 
-
+# %% ../nbs/06_background.ipynb #f82d8b57
 @contextmanager
 def attention_statistics(bundle: Bundle):
-    "Within the block, every UNet call adds its self- and cross-attention to the `AttentionStatistics` it yields"
+    "Within the block, each UNet call adds its attention to the `AttentionStatistics` it yields"
     stats = AttentionStatistics(bundle)
     with capture(bundle.unet, stats.store, stats.layers):
         yield stats
@@ -87,14 +91,15 @@ def attention_statistics(bundle: Bundle):
 def pca_image(features: torch.Tensor,  # (N, D): one row per pixel
               side: int | None = None,  # side of the square picture; None: sqrt(N)
               ) -> np.ndarray:
-    "The first three principal components of the rows of `features` as an RGB picture `(side, side, 3)` in [0, 1]"
+    "The first three principal components of `features`' rows as an RGB picture `(side, side, 3)`"
     from sklearn.decomposition import PCA
     x = torch.as_tensor(features).detach().float().cpu().numpy()
     if x.ndim != 2:
         raise ValueError(f"features must be (N, D), one row per pixel, got shape {x.shape}")
     side = side or int(round(math.sqrt(x.shape[0])))
     if side * side != x.shape[0]:
-        raise ValueError(f"features has {x.shape[0]} rows, not side * side = {side * side}; pass `side` for a square map")
+        raise ValueError(f"features has {x.shape[0]} rows, not side * side = {side * side}; pass "
+                         "`side` for a square map")
     components = np.zeros((x.shape[0], 3))
     if np.ptp(x, axis=0).max() > 0:  # constant features have no principal components: black
         k = min(3, *x.shape)
@@ -109,7 +114,7 @@ def attention_features(bundle: Bundle, latent: torch.Tensor,  # (1, C, H, W) lat
                        cond: torch.Tensor,  # (1, 77, dim) text embedding
                        resolution: int | None = None,  # None: self_resolution(bundle)
                        ) -> dict[str, torch.Tensor]:
-    "Self-attention `(N, N)` and input features, queries, keys, values `(N, D)` of the self-attention layers at `resolution`, from one UNet call"
+    "Self-attention `(N, N)`, input features, queries, keys, values `(N, D)` of one UNet call"
     resolution = resolution or self_resolution(bundle)
     layers = select_layers(bundle.unet, resolution, "self", bundle.latent_size)
     found: dict[str, list[torch.Tensor]] = {k: [] for k in ("feature", "query", "key", "value")}
@@ -117,27 +122,32 @@ def attention_features(bundle: Bundle, latent: torch.Tensor,  # (1, C, H, W) lat
     for layer in layers:
         attn = bundle.unet.get_submodule(layer.name.removesuffix(".processor"))
         hooks.append(attn.register_forward_pre_hook(
-            lambda m, args, kwargs: found["feature"].append((args[0] if args else kwargs["hidden_states"])[0]),
+            lambda m, args, kwargs: found["feature"].append(
+                (args[0] if args else kwargs["hidden_states"])[0]),
             with_kwargs=True))
         for key, proj in (("query", attn.to_q), ("key", attn.to_k), ("value", attn.to_v)):
-            hooks.append(proj.register_forward_hook(lambda m, args, out, key=key: found[key].append(out[0])))
+            hooks.append(proj.register_forward_hook(
+                lambda m, args, out, key=key: found[key].append(out[0])))
     store = AttentionStore(per_step=False)
     try:
         with capture(bundle.unet, store, layers):
-            bundle.unet(latent.to(bundle.device, bundle.dtype), t, encoder_hidden_states=cond.to(bundle.device, bundle.dtype))
+            bundle.unet(latent.to(bundle.device, bundle.dtype), t,
+                        encoder_hidden_states=cond.to(bundle.device, bundle.dtype))
     finally:
         for hook in hooks:
             hook.remove()
     out = {"self-attention": self_maps(store, 0, resolution).float().cpu()}
     for key, values in found.items():
-        values = [v.flatten(1).T if v.ndim == 3 else v for v in values]  # a (C, H, W) input becomes (N, C)
-        same = len({v.shape for v in values}) == 1  # layers of different widths are put side by side instead
+        # a (C, H, W) input becomes (N, C)
+        values = [v.flatten(1).T if v.ndim == 3 else v for v in values]
+        # layers of different widths are put side by side instead
+        same = len({v.shape for v in values}) == 1
         out[key] = (torch.stack(values).mean(0) if same else torch.cat(values, -1)).float().cpu()
     return out
 
 # %% ../nbs/06_background.ipynb #a2119e20
 def _normalise_like_reference(m: torch.Tensor) -> torch.Tensor:
-    "The reference's normalisation of a noun map, (m - |min m|) / max m, which is not min-max (0 for an all-zero map)"
+    "The reference's normalisation of a map, (m - |min m|) / max m, not min-max (0 if all zero)"
     top = m.max()
     return (m - m.min().abs()) / top if top != 0 else torch.zeros_like(m)
 
@@ -145,7 +155,7 @@ def _normalise_like_reference(m: torch.Tensor) -> torch.Tensor:
 def _to_loss_resolution(mask: torch.Tensor,  # (s, s) bool
                         r: int,  # the loss resolution
                         ) -> torch.Tensor:
-    "`mask` at `r x r`: as it is when s = r, else the reference's rule: nearest to 16 s, PIL bicubic to r, any value > 0"
+    "`mask` at `r x r`: as it is if s = r, else nearest to 16 s, PIL bicubic to r, any value > 0"
     s = mask.shape[-1]
     if s == r:
         return mask.clone()
@@ -156,7 +166,7 @@ def _to_loss_resolution(mask: torch.Tensor,  # (s, s) bool
 # %% ../nbs/06_background.ipynb #9cd6e1d0
 @dataclass(repr=False)
 class BackgroundMasks:
-    "DPL's background and noun masks at the loss resolution, with the clusters, labels and scores they came from"
+    "DPL's background and noun masks at the loss resolution, with their clusters, labels, scores"
     background: torch.Tensor  # (r, r) bool at the loss resolution r
     nouns: dict[str, torch.Tensor]  # word -> (r, r) bool: the clusters labelled with that word
     clusters: torch.Tensor  # (s, s) int64 cluster of each pixel at the self-attention resolution s
@@ -167,22 +177,24 @@ class BackgroundMasks:
     def __repr__(self) -> str:
         r = self.background.shape[-1]
         note = "" if self.fallback is None else f", fallback: {self.fallback}"
-        return (f"BackgroundMasks({r}x{r}, background {self.background.float().mean():.0%} of the pixels, "
-                f"{len(self.labels)} clusters labelled {self.labels}{note})")
+        return (f"BackgroundMasks({r}x{r}, background {self.background.float().mean():.0%} of the "
+                f"pixels, {len(self.labels)} clusters labelled {self.labels}{note})")
 
-
-def _check_inputs(self_attention, cross, nouns, n_clusters) -> tuple[torch.Tensor, torch.Tensor, dict[str, list[int]]]:
+# %% ../nbs/06_background.ipynb #d8aa3abe
+def _check_inputs(self_attention, cross, nouns, n_clusters) -> tuple[torch.Tensor, torch.Tensor,
+                                                                     dict[str, list[int]]]:
     sa = torch.as_tensor(self_attention).detach().float().cpu()
     if sa.ndim != 2 or sa.shape[0] != sa.shape[1]:
-        raise ValueError(f"self_attention must be a square (N, N) matrix, one row per query pixel, got shape "
-                         f"{tuple(sa.shape)}; use AttentionStatistics.self_attention")
+        raise ValueError("self_attention must be a square (N, N) matrix, one row per query pixel, "
+                         f"got shape {tuple(sa.shape)}; use AttentionStatistics.self_attention")
     side = int(round(math.sqrt(sa.shape[0])))
     if side * side != sa.shape[0]:
-        raise ValueError(f"self_attention has {sa.shape[0]} rows, which is not a square map (s * s pixels)")
+        raise ValueError(f"self_attention has {sa.shape[0]} rows, which is not a square map "
+                         "(s * s pixels)")
     cross = torch.as_tensor(cross).detach().float().cpu()
     if cross.ndim != 3 or cross.shape[0] != cross.shape[1]:
-        raise ValueError(f"cross must be square (r, r, tokens) maps, got shape {tuple(cross.shape)}; "
-                         "use AttentionStatistics.cross")
+        raise ValueError("cross must be square (r, r, tokens) maps, got shape "
+                         f"{tuple(cross.shape)}; use AttentionStatistics.cross")
     if not (torch.isfinite(sa).all() and torch.isfinite(cross).all()):
         raise ValueError("self_attention and cross must be finite; they hold NaN or inf")
     if not nouns:
@@ -193,49 +205,55 @@ def _check_inputs(self_attention, cross, nouns, n_clusters) -> tuple[torch.Tenso
     tokens, checked = cross.shape[-1], {}
     for word, positions in nouns.items():
         positions = [positions] if isinstance(positions, int) else list(positions)
-        if not positions or any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not 0 <= p < tokens
-                                for p in positions):
-            raise ValueError(f"nouns: the positions {positions} of {word!r} are out of range; give a non-empty list of "
-                             f"token positions from 0 to {tokens - 1} (the start token is 0)")
+        if not positions or any(isinstance(p, bool) or not isinstance(p, (int, np.integer))
+                                or not 0 <= p < tokens for p in positions):
+            raise ValueError(f"nouns: the positions {positions} of {word!r} are out of range; "
+                             "give a non-empty list of token positions from 0 to "
+                             f"{tokens - 1} (the start token is 0)")
         checked[word] = [int(p) for p in positions]
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or not 1 <= n_clusters <= sa.shape[0]:
-        raise ValueError(f"n_clusters must be an integer from 1 to {sa.shape[0]} (the pixels), got {n_clusters!r}")
+    if (isinstance(n_clusters, bool) or not isinstance(n_clusters, int)
+            or not 1 <= n_clusters <= sa.shape[0]):
+        raise ValueError(f"n_clusters must be an integer from 1 to {sa.shape[0]} (the pixels), got "
+                         f"{n_clusters!r}")
     return sa, cross, checked
 
-
-def background_masks(self_attention: torch.Tensor,  # (N, N) mean self-attention, N = s * s, row = query pixel
+# %% ../nbs/06_background.ipynb #f1c4a09b
+def background_masks(self_attention: torch.Tensor,  # (N, N) mean self-attention, N = s * s
                      cross: torch.Tensor,  # (r, r, tokens) mean cross-attention maps
-                     nouns: dict[str, Sequence[int]],  # word -> token positions (several: the mean of their maps)
+                     nouns: dict[str, Sequence[int]],  # word -> token positions (maps averaged)
                      n_clusters: int = 5,  # KMeans clusters (V in the paper)
-                     threshold: float = 0.2,  # a cluster is a word's if its best score is above this (TH)
-                     seed: int = 1,  # KMeans random state; 1 reproduces the reference's np.random.seed(1)
+                     threshold: float = 0.2,  # a word gets a cluster it scores above this (TH)
+                     seed: int = 1,  # KMeans random state; 1 is the reference's np.random.seed(1)
                      ) -> BackgroundMasks:
-    "DPL's background mask: KMeans clusters of the self-attention rows, each given to the word whose map covers it, or to the background"
+    "DPL's background mask: KMeans clusters of self-attention rows, each given to a word or BG"
     from sklearn.cluster import KMeans
     sa, cross, nouns = _check_inputs(self_attention, cross, nouns, n_clusters)
     s, r, words = int(round(math.sqrt(sa.shape[0]))), cross.shape[0], list(nouns)
     kmeans = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit(sa.numpy())
     clusters = torch.from_numpy(kmeans.labels_.astype(np.int64)).reshape(s, s)
     maps = torch.stack([cross[..., nouns[w]].mean(-1) for w in words])               # (words, r, r)
-    maps = F.interpolate(maps[None], size=(s, s), mode="nearest")[0]                  # r -> s by repetition
+    maps = F.interpolate(maps[None], size=(s, s), mode="nearest")[0]  # r -> s by repetition
     maps = torch.stack([_normalise_like_reference(m) for m in maps])
-    members = F.one_hot(clusters.flatten(), n_clusters).T.float()                     # (clusters, N)
+    members = F.one_hot(clusters.flatten(), n_clusters).T.float()  # (clusters, N)
     sizes = members.sum(1)
-    scores = members @ maps.flatten(1).T / sizes.clamp_min(1)[:, None]                # (clusters, words)
+    scores = members @ maps.flatten(1).T / sizes.clamp_min(1)[:, None]  # (clusters, words)
     best, which = scores.max(1)
     labels = [words[k] if b > threshold else "BG" for b, k in zip(best.tolist(), which.tolist())]
     fallback = None
     if not any(label == "BG" and size > 0 for label, size in zip(labels, sizes.tolist())):
         c = int(torch.where(sizes > 0, best, torch.inf).argmin())
-        fallback = (f"every cluster matched a word (best score > {threshold}); cluster {c}, the weakest match "
-                    f"({best[c]:.3f} for {labels[c]!r}), was made the background")
-        warnings.warn(f"background_masks: {fallback}. The reference code crashes here (DPL issue #2). Check the "
-                      "mask (show_background), or raise `threshold` or change `n_clusters`.", stacklevel=2)
+        fallback = (f"every cluster matched a word (best score > {threshold}); cluster {c}, the "
+                    f"weakest match ({best[c]:.3f} for {labels[c]!r}), was made the background")
+        warnings.warn(f"background_masks: {fallback}. The reference code crashes here (DPL issue "
+                      "#2). Check the mask (show_background), or raise `threshold` or change "
+                      "`n_clusters`.", stacklevel=2)
         labels[c] = "BG"
     def union(label):
-        return torch.isin(clusters, torch.tensor([c for c, l in enumerate(labels) if l == label], dtype=torch.int64))
-    return BackgroundMasks(_to_loss_resolution(union("BG"), r), {w: _to_loss_resolution(union(w), r) for w in words},
-                           clusters, labels, scores, fallback)
+        return torch.isin(clusters, torch.tensor([c for c, l in enumerate(labels) if l == label],
+                                                 dtype=torch.int64))
+    return BackgroundMasks(_to_loss_resolution(union("BG"), r),
+                           {w: _to_loss_resolution(union(w), r) for w in words}, clusters, labels,
+                           scores, fallback)
 
 # %% ../nbs/06_background.ipynb #593ffc1c
 def find_background(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [-1, 1]
@@ -244,13 +262,14 @@ def find_background(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) te
                     n_clusters: int = 5,  # KMeans clusters, as in background_masks
                     threshold: float = 0.2,  # labelling threshold, as in background_masks
                     seed: int = 1,  # KMeans random state, as in background_masks
-                    generator: torch.Generator | int | None = None,  # seed or generator sampling the VAE posterior; None: its mean
+                    generator: torch.Generator | int | None = None,  # VAE sample seed; None: mean
                     progress: bool = True,  # show a progress bar
                     ) -> tuple[BackgroundMasks, torch.Tensor, AttentionStatistics]:
-    "DDIM-invert `image` under the plain prompt while averaging attention, then `background_masks` for the braced words"
+    "DDIM-invert `image` under the plain prompt, averaging attention; then `background_masks`"
     parsed = parse_prompt(prompt, bundle.tokenizer)
     if not parsed.words:
-        raise ValueError(f"prompt {prompt!r} has no braced words: brace the nouns, as in 'a {{cat}} and a {{dog}}'")
+        raise ValueError(f"prompt {prompt!r} has no braced words: brace the nouns, as in "
+                         "'a {cat} and a {dog}'")
     nouns: dict[str, list[int]] = {}
     for w in parsed.words:
         nouns.setdefault(w.word, []).extend(w.positions)
@@ -267,7 +286,7 @@ def find_background(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) te
 # %% ../nbs/06_background.ipynb #a7955336
 def show_background(image,  # PIL image
                     masks: BackgroundMasks,
-                    outlines: np.ndarray | None = None,  # (objects, H, W) bool true masks at image size, outlined
+                    outlines: np.ndarray | None = None,  # (objects, H, W) bool true masks, outlined
                     size: float = 1.7,  # inches per panel
                     title: str | None = None):  # figure title
     "Scene, cluster map with labels, each word's mask and the background mask, side by side"
@@ -282,13 +301,15 @@ def show_background(image,  # PIL image
     colours = plt.cm.tab10(np.arange(len(masks.labels)) % 10)
     axs[1].imshow(colours[masks.clusters.numpy()][..., :3], extent=extent, interpolation="nearest")
     axs[1].set_title(f"{len(masks.labels)} clusters", fontsize=8)
-    axs[1].legend(handles=[Patch(color=colours[c], label=f"{c}: {l}") for c, l in enumerate(masks.labels)],
+    axs[1].legend(handles=[Patch(color=colours[c], label=f"{c}: {l}")
+                           for c, l in enumerate(masks.labels)],
                   fontsize=6, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False,
                   handlelength=1, columnspacing=0.8)
     for ax, (name, mask) in zip(axs[2:], panels):
         ax.imshow(image, alpha=0.45)
         overlay = np.zeros((*mask.shape, 4))
-        overlay[mask.numpy()] = (0.1, 0.3, 1.0, 0.7) if name == "background" else (1.0, 0.5, 0.0, 0.7)
+        overlay[mask.numpy()] = ((0.1, 0.3, 1.0, 0.7) if name == "background"
+                                 else (1.0, 0.5, 0.0, 0.7))
         ax.imshow(overlay, extent=extent, interpolation="nearest")
         ax.set_title(name, fontsize=8)
     for ax in axs:

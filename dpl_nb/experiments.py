@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from .dpl import DPL_PRESETS, DPLConfig, dpl_invert, sampled_maps
 from .inversion import Inversion, invert
-from .metrics import THRESHOLDS, background_preservation, distractor_preserved, edit_success, word_ious
+from .metrics import (THRESHOLDS, background_preservation, distractor_preserved,
+                            edit_success, word_ious)
 from .models import Bundle
 from .p2p import edit
 from .prompts import parse_prompt
@@ -31,8 +32,8 @@ __all__ = ['METHODS', 'EDITED', 'ABLATION', 'ablation_config', 'invert_by', 'edi
 # %% ../nbs/11_experiments.ipynb #bb36774f
 METHODS = ("ddim", "nti", "dpl-paper", "dpl-lean")
 EDITED = ("nti", "dpl-lean")  # the inversions edited with P2P
-ABLATION = {"L_at": ("at",), "L_bg": ("bg",), "L_dj": ("dj",), "L_at+L_bg": ("at", "bg"), "L_at+L_dj": ("at", "dj"),
-            "L_bg+L_dj": ("bg", "dj"), "all three": ("at", "bg", "dj")}
+ABLATION = {"L_at": ("at",), "L_bg": ("bg",), "L_dj": ("dj",), "L_at+L_bg": ("at", "bg"),
+            "L_at+L_dj": ("at", "dj"), "L_bg+L_dj": ("bg", "dj"), "all three": ("at", "bg", "dj")}
 
 
 def ablation_config(losses: Sequence[str],  # the losses kept: any of "at", "bg", "dj"
@@ -41,8 +42,10 @@ def ablation_config(losses: Sequence[str],  # the losses kept: any of "at", "bg"
     base = DPL_PRESETS[base] if isinstance(base, str) else base
     unknown = set(losses) - {"at", "bg", "dj"}
     if unknown or not losses:
-        raise ValueError(f"losses must be a non-empty subset of ('at', 'bg', 'dj'), got {tuple(losses)}")
-    weights = {f"lambda_{k}": getattr(base.losses, f"lambda_{k}") if k in losses else 0.0 for k in ("at", "bg", "dj")}
+        raise ValueError("losses must be a non-empty subset of ('at', 'bg', 'dj'), got "
+                         f"{tuple(losses)}")
+    weights = {f"lambda_{k}": getattr(base.losses, f"lambda_{k}") if k in losses else 0.0
+               for k in ("at", "bg", "dj")}
     return dataclasses.replace(base, losses=dataclasses.replace(base.losses, **weights))
 
 
@@ -50,18 +53,22 @@ def invert_by(bundle: Bundle, scene: Scene, method: str, num_steps: int = 50,
               config: DPLConfig | None = None) -> Inversion:
     "Invert a scene by one of `METHODS` (or DPL with `config`)"
     if config is not None:
-        return dpl_invert(bundle, scene.pil, scene.braced, config, num_steps=num_steps, progress=False)
+        return dpl_invert(bundle, scene.pil, scene.braced, config, num_steps=num_steps,
+                          progress=False)
     if method in ("ddim", "nti"):
-        return invert(bundle, scene.pil, scene.braced, num_steps=num_steps, method=method, progress=False)
+        return invert(bundle, scene.pil, scene.braced, num_steps=num_steps, method=method,
+                      progress=False)
     if method in ("dpl-paper", "dpl-lean"):
-        return dpl_invert(bundle, scene.pil, scene.braced, method[4:], num_steps=num_steps, progress=False)
+        return dpl_invert(bundle, scene.pil, scene.braced, method[4:], num_steps=num_steps,
+                          progress=False)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 # %% ../nbs/11_experiments.ipynb #82e11b78
 def _sweep(bundle: Bundle, inversion: Inversion, scene: Scene) -> list[float]:
     "Mean IoU over the scene's nouns at each of `THRESHOLDS`"
     words = parse_prompt(scene.braced, bundle.tokenizer).words
-    return word_ious(sampled_maps(bundle, inversion), [w.positions for w in words], scene.masks).mean(0).tolist()
+    return word_ious(sampled_maps(bundle, inversion),
+                     [w.positions for w in words], scene.masks).mean(0).tolist()
 
 
 def _edit_record(bundle: Bundle, inversion: Inversion, scene: Scene, judge, kind: str) -> dict:
@@ -76,7 +83,8 @@ def _edit_record(bundle: Bundle, inversion: Inversion, scene: Scene, judge, kind
         success = edit_success(judge, result.edited, scene, 0, new_shape=new)
     else:
         raise ValueError(f"kind must be 'recolour' or 'shape', got {kind!r}")
-    return dict(target=target, success=success, distractor_preserved=distractor_preserved(judge, result.edited, scene, 1),
+    return dict(target=target, success=success,
+                distractor_preserved=distractor_preserved(judge, result.edited, scene, 1),
                 **background_preservation(result.edited, scene.pil, scene.masks[0], grow=1),
                 unet_evals=result.cost.total)
 
@@ -86,23 +94,25 @@ def edit_records(bundle: Bundle, inversions: dict[str, Inversion], scene: Scene,
     return {key: {m: _edit_record(bundle, inversions[m], scene, judge, kind) for m in EDITED}
             for key, kind in (("edits", "recolour"), ("edits_shape", "shape"))}
 
-
+# %% ../nbs/11_experiments.ipynb #a986a035
 def scene_record(bundle: Bundle, index: int, scene: Scene, judge, num_steps: int = 50,
                  ablation: bool = True,  # also run the six other loss subsets of DPL-lean
                  ) -> dict:
-    "Everything the paper's claims need from one ToyMO-Set scene: IoU sweeps, ablation, edits and cost"
-    record = dict(scene=index, prompt=scene.braced, distractor=bool(is_distractor(scene)), steps=num_steps,
-                  methods={}, ablation={})
+    "What the paper's claims need from one ToyMO-Set scene: IoU sweeps, ablation, edits and cost"
+    record = dict(scene=index, prompt=scene.braced, distractor=bool(is_distractor(scene)),
+                  steps=num_steps, methods={}, ablation={})
     inversions = {}
     for method in METHODS:
         start = time.perf_counter()
         inversions[method] = inversion = invert_by(bundle, scene, method, num_steps)
         seconds = time.perf_counter() - start
         sweep = _sweep(bundle, inversion, scene)
-        record["methods"][method] = dict(iou_sweep=sweep, iou=sweep[int(np.flatnonzero(THRESHOLDS == 0.3)[0])],
+        record["methods"][method] = dict(iou_sweep=sweep,
+                                         iou=sweep[int(np.flatnonzero(THRESHOLDS == 0.3)[0])],
                                          unet_evals=inversion.cost.total, seconds=seconds)
     at = int(np.flatnonzero(THRESHOLDS == 0.3)[0])
-    # no token update with all three losses: no subset updates either, so each subset's inversion is DPL-lean's
+    # no token update with all three losses: no subset updates either, so each subset's
+    # inversion is DPL-lean's
     record["ablation_copied"] = ablation and not any(inversions["dpl-lean"].trace["token_updates"])
     for name, losses in (ABLATION.items() if ablation else ()):
         if name == "all three" or record["ablation_copied"]:
@@ -114,10 +124,11 @@ def scene_record(bundle: Bundle, index: int, scene: Scene, judge, num_steps: int
 
 
 def redo_edits(bundle: Bundle, record: dict, scene: Scene, judge) -> dict:
-    "`record` with its edits made again on fresh `EDITED` inversions, for records made before the edits changed"
+    "`record` with its edits remade on fresh `EDITED` inversions (records without `edits_shape`)"
     inversions = {m: invert_by(bundle, scene, m, record["steps"]) for m in EDITED}
     same = all(inversions[m].cost.total == record["methods"][m]["unet_evals"] for m in EDITED)
-    return dict(record, **edit_records(bundle, inversions, scene, judge), edits_redone=dict(same_unet_evals=same))
+    return dict(record, **edit_records(bundle, inversions, scene, judge),
+                edits_redone=dict(same_unet_evals=same))
 
 # %% ../nbs/11_experiments.ipynb #1ec334b7
 def read_records(path: str | os.PathLike) -> dict[int, dict]:
@@ -144,7 +155,7 @@ def _ends_mid_line(path: Path) -> bool:
 
 
 def append_record(path: str | os.PathLike, record: dict):
-    "Append one scene's record as a JSON line, flushed to disk (on a line of its own after a half-written one)"
+    "Append a scene's record as a JSON line, flushed to disk (on a new line after a half-written)"
     start = "\n" if _ends_mid_line(Path(path)) else ""
     with open(path, "a") as f:
         f.write(start + json.dumps(record) + "\n")
@@ -152,7 +163,7 @@ def append_record(path: str | os.PathLike, record: dict):
 
 
 def compact_records(path: str | os.PathLike) -> int:
-    "Rewrite the JSON-lines file `path` with one line per scene, its latest record (atomically); return the lines dropped"
+    "Rewrite `path` with one line per scene, its latest record (atomically); return lines dropped"
     path = Path(path)
     lines, records = len(path.read_text().splitlines()), read_records(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -160,16 +171,17 @@ def compact_records(path: str | os.PathLike) -> int:
     os.replace(tmp, path)
     return lines - len(records)
 
-
+# %% ../nbs/11_experiments.ipynb #84d04812
 def claims_jobs(done: dict[int, dict], indices: Sequence[int]) -> list[tuple[int, dict | None]]:
-    "What a run still has to do: `(index, None)` to record a scene, `(index, record)` to remake an old record's edits"
+    "What a run has to do: `(index, None)` records a scene, `(index, record)` remakes its edits"
     return ([(i, None) for i in indices if i not in done] +
             [(i, done[i]) for i in indices if i in done and "edits_shape" not in done[i]])
 
 
 def run_claims(bundle: Bundle, path: str | os.PathLike, scenes: Sequence[tuple[int, Scene]], judge,
-               num_steps: int = 50, ablation: bool = True, progress: bool = True) -> dict[int, dict]:
-    "Record every scene not yet in the JSON-lines file `path` (and remake older records' edits); return all records"
+               num_steps: int = 50, ablation: bool = True,
+               progress: bool = True) -> dict[int, dict]:
+    "Record each scene not yet in the JSON-lines file `path`, remake old edits; return all records"
     done, by_index = read_records(path), dict(scenes)
     for index, old in tqdm(claims_jobs(done, list(by_index)), desc="scenes", disable=not progress):
         scene = by_index[index]
@@ -189,10 +201,11 @@ def summarise(records: dict[int, dict]) -> dict:
         raise ValueError("no scene records to summarise; run run_claims first")
     mean = lambda values: float(np.mean(values))
     curves = {m: np.mean([r["methods"][m]["iou_sweep"] for r in rows], 0).tolist() for m in METHODS}
-    ablation = {name: mean([r["ablation"][name] for r in rows]) for name in ABLATION if all(name in r["ablation"] for r in rows)}
+    ablation = {name: mean([r["ablation"][name] for r in rows]) for name in ABLATION
+                if all(name in r["ablation"] for r in rows)}
     if any("edits_shape" not in r for r in rows):
-        raise ValueError("records without edits_shape were made before the recolouring; run run_claims (or benchmarks/"
-                         "paper_claims.py) again to remake their edits")
+        raise ValueError("records without edits_shape were made before the recolouring; run "
+                         "run_claims (or benchmarks/paper_claims.py) again to remake their edits")
     edit_means = lambda key, rows: {m: dict(
         success=mean([r[key][m]["success"] for r in rows]),
         distractor_preserved=mean([r[key][m]["distractor_preserved"] for r in rows]),
@@ -203,19 +216,26 @@ def summarise(records: dict[int, dict]) -> dict:
                     unet_evals_max=int(max(r["methods"][m]["unet_evals"] for r in rows)),
                     seconds_mean=mean([r["methods"][m]["seconds"] for r in rows])) for m in METHODS}
     inner = slice(1, len(THRESHOLDS) - 1)  # 0 and 1 are degenerate thresholds
-    claims = {f"{m} IoU above NTI at every threshold": bool(np.all(np.array(curves[m])[inner] > np.array(curves["nti"])[inner]))
+    claims = {f"{m} IoU above NTI at every threshold":
+              bool(np.all(np.array(curves[m])[inner] > np.array(curves["nti"])[inner]))
               for m in ("dpl-paper", "dpl-lean")}
     if len(ablation) == len(ABLATION):
-        claims["all three losses best in the ablation"] = max(ablation, key=ablation.get) == "all three"
-        claims["L_at alone the best single loss"] = max(("L_at", "L_bg", "L_dj"), key=ablation.get) == "L_at"
+        claims["all three losses best in the ablation"] = (max(ablation, key=ablation.get)
+                                                           == "all three")
+        claims["L_at alone the best single loss"] = (max(("L_at", "L_bg", "L_dj"), key=ablation.get)
+                                                     == "L_at")
     d, n = edits["dpl-lean"], edits["nti"]
     ahead = (d["success"], d["distractor_preserved"]) != (n["success"], n["distractor_preserved"])
-    claims["DPL edits ahead on success and distractor preservation at equal (within 0.1 dB) or better background PSNR"] = bool(
-        ahead and d["success"] >= n["success"] and d["distractor_preserved"] >= n["distractor_preserved"]
+    claims["DPL edits ahead on success and distractor preservation at equal (within 0.1 dB) or "
+           "better background PSNR"] = bool(
+        ahead and d["success"] >= n["success"]
+        and d["distractor_preserved"] >= n["distractor_preserved"]
         and d["bg_psnr"] >= n["bg_psnr"] - 0.1)
-    return dict(scenes=len(rows), distractor_scenes=sum(r["distractor"] for r in rows), steps=rows[0]["steps"],
-                thresholds=THRESHOLDS.tolist(), iou_curves=curves, ablation=ablation,
-                ablation_copied_scenes=sum(bool(r.get("ablation_copied")) for r in rows), edits=edits,
-                edits_distractor_scenes=edit_means("edits", [r for r in rows if r["distractor"]]) if any(r["distractor"] for r in rows) else None,
-                edits_shape=edit_means("edits_shape", rows), cost=cost,
-                claims=claims)
+    return dict(scenes=len(rows), distractor_scenes=sum(r["distractor"] for r in rows),
+                steps=rows[0]["steps"], thresholds=THRESHOLDS.tolist(), iou_curves=curves,
+                ablation=ablation,
+                ablation_copied_scenes=sum(bool(r.get("ablation_copied")) for r in rows),
+                edits=edits,
+                edits_distractor_scenes=(edit_means("edits", [r for r in rows if r["distractor"]])
+                                         if any(r["distractor"] for r in rows) else None),
+                edits_shape=edit_means("edits_shape", rows), cost=cost, claims=claims)

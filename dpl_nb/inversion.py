@@ -22,7 +22,8 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .models import Bundle, UNetCost, UNetCounter, atomic_write, model_fingerprint, same_model
-from .prompts import encode_prompts, parse_prompt, span_positions, tokenize_prompts, word_spans
+from .prompts import (encode_prompts, parse_prompt, span_positions,
+                            tokenize_prompts, word_spans)
 
 # %% auto #0
 __all__ = ['NTI_PRESETS', 'INVERSION_METHODS', 'FORMAT_VERSION', 'check_num_steps', 'ddim_scheduler', 'inverse_scheduler',
@@ -36,20 +37,20 @@ def check_num_steps(num_steps: int, scheduler) -> int:
     "Raise a clear error unless `num_steps` is a whole number of DDIM steps the scheduler can take"
     train = scheduler.config.num_train_timesteps
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= train:
-        raise ValueError(f"num_steps must be an integer from 1 to {train} (the scheduler's training steps), "
-                         f"got {num_steps!r}; 50 is what NTI and DPL use")
+        raise ValueError(f"num_steps must be an integer from 1 to {train} (the scheduler's "
+                         f"training steps), got {num_steps!r}; 50 is what NTI and DPL use")
     return num_steps
 
 
 def ddim_scheduler(config, num_steps: int) -> DDIMScheduler:
-    "A fresh DDIM sampler from a scheduler `config`, with `num_steps` timesteps set (T ... 1)"
+    "A fresh DDIM sampler from a scheduler `config`, with `num_steps` timesteps (T ... 1)"
     scheduler = DDIMScheduler.from_config(config)
     scheduler.set_timesteps(check_num_steps(num_steps, scheduler))
     return scheduler
 
 
 def inverse_scheduler(config, num_steps: int) -> DDIMInverseScheduler:
-    "A fresh DDIM inverse scheduler from a scheduler `config`, with `num_steps` timesteps set (1 ... T)"
+    "A fresh DDIM inverse scheduler from a scheduler `config`, with `num_steps` timesteps (1 ... T)"
     scheduler = DDIMInverseScheduler.from_config(config)
     scheduler.set_timesteps(check_num_steps(num_steps, scheduler))
     return scheduler
@@ -59,32 +60,35 @@ def inverse_scheduler(config, num_steps: int) -> DDIMInverseScheduler:
 def ddim_invert(bundle: Bundle, z0: torch.Tensor, cond: torch.Tensor, num_steps: int = 50,
                 progress: bool = True,  # show a progress bar
                 ) -> torch.Tensor:
-    "DDIM inversion of latents `z0` under text embeddings `cond` (no guidance): all `num_steps + 1` latents, z0 first"
+    "DDIM inversion of `z0` under `cond`, unguided: all `num_steps + 1` latents, z0 first"
     scheduler = inverse_scheduler(bundle.scheduler.config, num_steps)
-    latents = [z0.to(bundle.device, torch.float32)]  # fp32 whatever the model's dtype: only the UNet's inputs are cast
+    # fp32 whatever the model's dtype: only the UNet's inputs are cast
+    latents = [z0.to(bundle.device, torch.float32)]
     for t in tqdm(scheduler.timesteps, desc="DDIM inversion", disable=not progress, leave=False):
         noise = bundle.predict_noise(latents[-1], t, cond)
         latents.append(scheduler.step(noise, t, latents[-1]).prev_sample)
     return torch.stack(latents)
 
 # %% ../nbs/04_inversion.ipynb #65557aff
-def guided_noise(noise_uncond: torch.Tensor, noise_cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+def guided_noise(noise_uncond: torch.Tensor, noise_cond: torch.Tensor,
+                 guidance_scale: float) -> torch.Tensor:
     "Classifier-free guidance: eps_u + w (eps_c - eps_u)"
     return noise_uncond + guidance_scale * (noise_cond - noise_uncond)
 
 
 def loss_scaler(bundle: Bundle) -> torch.amp.GradScaler:
-    "A gradient scaler for optimising through the UNet: dynamic loss scaling in fp16, a no-op in fp32 and bf16"
-    return torch.amp.GradScaler(bundle.device.type, init_scale=2.0 ** 16, enabled=bundle.dtype == torch.float16)
+    "A gradient scaler for optimising through the UNet: loss scaling in fp16, no-op in fp32, bf16"
+    return torch.amp.GradScaler(bundle.device.type, init_scale=2.0 ** 16,
+                                enabled=bundle.dtype == torch.float16)
 
 # %% ../nbs/04_inversion.ipynb #3070f69e
 def nti_lr(step: int, lr: float = 1e-2) -> float:
-    "NTI's learning rate at denoising step `step`: `lr * (1 - step / 100)`, whatever the number of steps"
+    "NTI's learning rate at denoising step `step`: `lr * (1 - step / 100)`, for any number of steps"
     return lr * (1 - step / 100)
 
 
 def nti_threshold(step: int, epsilon: float | None = 1e-5) -> float:
-    "NTI's early-stop threshold at denoising step `step`: `epsilon + step * 2e-5` (-inf when `epsilon` is None)"
+    "NTI's early-stop threshold at denoising step `step`: `epsilon + step * 2e-5` (None: -inf)"
     return float("-inf") if epsilon is None else epsilon + step * 2e-5
 
 
@@ -96,30 +100,33 @@ class NullTextStep:
     loss: float  # the last loss computed
     inner_steps: int  # Adam steps taken
 
-
-def null_text_step(bundle: Bundle, scheduler: DDIMScheduler, step: int, latent: torch.Tensor, target: torch.Tensor,
+# %% ../nbs/04_inversion.ipynb #1c01de86
+def null_text_step(bundle: Bundle, scheduler: DDIMScheduler, step: int, latent: torch.Tensor,
+                   target: torch.Tensor,
                    cond: torch.Tensor,  # (1, 77, dim) conditional embedding of this step
                    null: torch.Tensor,  # (1, 77, dim) where the optimisation starts
                    guidance_scale: float = 7.5, inner_steps: int = 10,
-                   epsilon: float | None = 1e-5,  # early stop at epsilon + step * 2e-5; None: never stop early
+                   epsilon: float | None = 1e-5,  # early stop at epsilon + step * 2e-5; None: never
                    lr: float = 1e-2,  # base learning rate, decayed as lr * (1 - step / 100)
-                   noise_cond: torch.Tensor | None = None,  # the conditional prediction at `latent`, if already made
+                   noise_cond: torch.Tensor | None = None,  # the conditional prediction, if made
                    ) -> NullTextStep:
-    "Optimise the null embedding so one guided DDIM step from `latent` lands on `target` (UNet frozen)"
+    "Optimise the null embedding so one guided DDIM step from `latent` lands on `target`"
     t = scheduler.timesteps[step]
     latent, target = latent.float(), target.float()
     if noise_cond is None:
         with torch.no_grad():
             noise_cond = bundle.predict_noise(latent, t, cond)  # once per step
     noise_cond = noise_cond.detach().float()
-    null = null.detach().float().clone().requires_grad_(True)  # an fp32 master copy, whatever the model's dtype
+    # an fp32 master copy, whatever the model's dtype
+    null = null.detach().float().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([null], lr=nti_lr(step, lr))
     scaler = loss_scaler(bundle)
     loss, taken = float("nan"), 0
     with torch.enable_grad():
         for taken in range(1, inner_steps + 1):
             noise_uncond = bundle.predict_noise(latent, t, null)
-            previous = scheduler.step(guided_noise(noise_uncond, noise_cond, guidance_scale), t, latent).prev_sample
+            previous = scheduler.step(guided_noise(noise_uncond, noise_cond, guidance_scale), t,
+                                      latent).prev_sample
             error = F.mse_loss(previous, target)
             optimizer.zero_grad()
             scaler.scale(error).backward()
@@ -131,7 +138,8 @@ def null_text_step(bundle: Bundle, scheduler: DDIMScheduler, step: int, latent: 
     null = null.detach()
     with torch.no_grad():
         noise_uncond = bundle.predict_noise(latent, t, null)
-        latent = scheduler.step(guided_noise(noise_uncond, noise_cond, guidance_scale), t, latent).prev_sample
+        latent = scheduler.step(guided_noise(noise_uncond, noise_cond, guidance_scale), t,
+                                latent).prev_sample
     return NullTextStep(null, latent, loss, taken)
 
 # %% ../nbs/04_inversion.ipynb #eaf719c7
@@ -139,22 +147,25 @@ def null_text_step(bundle: Bundle, scheduler: DDIMScheduler, step: int, latent: 
 class NTIConfig:
     "Hyper-parameters of null-text inversion"
     inner_steps: int = 10  # at most this many Adam steps per denoising step
-    epsilon: float | None = 1e-5  # early stop when the loss < epsilon + i * 2e-5; None: never stop early
-    warm_start: bool = True  # start each step from the previous step's embedding (else from the empty prompt's)
+    epsilon: float | None = 1e-5  # early stop when the loss < epsilon + i * 2e-5; None: never
+    warm_start: bool = True  # start from the previous step's embedding (else the empty prompt's)
     lr: float = 1e-2  # Adam learning rate, decayed as lr * (1 - i / 100)
 
     def __post_init__(self):
-        if isinstance(self.inner_steps, bool) or not isinstance(self.inner_steps, int) or self.inner_steps < 1:
+        if (isinstance(self.inner_steps, bool) or not isinstance(self.inner_steps, int)
+                or self.inner_steps < 1):
             raise ValueError(f"inner_steps must be a positive integer, got {self.inner_steps!r}")
         if self.epsilon is not None and not self.epsilon >= 0:
-            raise ValueError(f"epsilon must be >= 0, or None for no early stop; got {self.epsilon!r}")
+            raise ValueError("epsilon must be >= 0, or None for no early stop; got "
+                             f"{self.epsilon!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
 
 
 NTI_PRESETS = {
     "canonical": NTIConfig(),  # null-text inversion as published
-    "dpl": NTIConfig(inner_steps=51, epsilon=None, warm_start=False),  # the reference DPL code's version
+    # the reference DPL code's version
+    "dpl": NTIConfig(inner_steps=51, epsilon=None, warm_start=False),
 }
 
 
@@ -163,11 +174,12 @@ def nti_config(config: NTIConfig | str = "canonical") -> NTIConfig:
     if isinstance(config, NTIConfig):
         return config
     if config not in NTI_PRESETS:
-        raise ValueError(f"nti must be an NTIConfig or one of {sorted(NTI_PRESETS)}, got {config!r}; "
-                         "change one setting with dataclasses.replace(NTI_PRESETS['canonical'], inner_steps=5)")
+        raise ValueError(f"nti must be an NTIConfig or one of {sorted(NTI_PRESETS)}, got "
+                         f"{config!r}; change one setting with "
+                         "dataclasses.replace(NTI_PRESETS['canonical'], inner_steps=5)")
     return NTI_PRESETS[config]
 
-
+# %% ../nbs/04_inversion.ipynb #afa81087
 @dataclass
 class NullText:
     "Per-step null embeddings of a null-text inversion, with what each step took"
@@ -182,7 +194,7 @@ def null_text_invert(bundle: Bundle, trajectory: torch.Tensor,  # (T+1, 1, C, H,
                      null: torch.Tensor,  # (1, 77, dim) embedding of the empty prompt
                      guidance_scale: float = 7.5, config: NTIConfig | str = "canonical",
                      progress: bool = True) -> NullText:
-    "Null-text inversion: per-step null embeddings that make guided DDIM sampling retrace `trajectory`"
+    "Null-text inversion: per-step null embeddings with which guided DDIM retraces `trajectory`"
     config = nti_config(config)
     num_steps = len(trajectory) - 1
     scheduler = ddim_scheduler(bundle.scheduler.config, num_steps)
@@ -190,9 +202,11 @@ def null_text_invert(bundle: Bundle, trajectory: torch.Tensor,  # (T+1, 1, C, H,
     embeddings, losses, counts = [], [], []
     for i in tqdm(range(num_steps), desc="null-text inversion", disable=not progress, leave=False):
         result = null_text_step(bundle, scheduler, i, latent, trajectory[num_steps - 1 - i], cond,
-                                start if config.warm_start else null, guidance_scale, config.inner_steps,
-                                config.epsilon, config.lr)
-        embeddings.append(result.embedding); losses.append(result.loss); counts.append(result.inner_steps)
+                                start if config.warm_start else null, guidance_scale,
+                                config.inner_steps, config.epsilon, config.lr)
+        embeddings.append(result.embedding)
+        losses.append(result.loss)
+        counts.append(result.inner_steps)
         latent, start = result.latent, result.embedding
     return NullText(torch.stack(embeddings), losses, counts, latent)
 
@@ -204,27 +218,27 @@ def library_versions() -> dict[str, str]:
     return dict(dpl_nb=__version__, torch=torch.__version__, diffusers=diffusers.__version__,
                 transformers=transformers.__version__, safetensors=safetensors.__version__)
 
-
+# %% ../nbs/04_inversion.ipynb #a79d8179
 @dataclass(repr=False)
 class Inversion:
-    "An inverted image: DDIM trajectory, per-step null (and DPL token) embeddings, and how they were made"
+    "An inverted image: DDIM trajectory, per-step null (and DPL token) embeddings, provenance"
     latents: torch.Tensor  # (T+1, 1, C, H, W) DDIM trajectory z*_0 ... z*_T
-    null_embeddings: torch.Tensor  # (T, 1, 77, dim) unconditional embedding of denoising step i (i = 0 at t = T)
+    null_embeddings: torch.Tensor  # (T, 1, 77, dim) null embedding of step i (i = 0 at t = T)
     prompt: str  # source prompt; braces mark the dynamic words
     model_id: str  # the bundle's model id
     guidance_scale: float  # the guidance the null embeddings were fitted for
     scheduler_config: dict  # DDIM scheduler config, so sampling uses the same schedule
     method: str = "nti"  # "ddim", "nti", "npi", "direct" or "dpl"
-    token_embeddings: torch.Tensor | None = None  # (T, P, dim) per-step input embeddings of the braced words' tokens
+    token_embeddings: torch.Tensor | None = None  # (T, P, dim) per-step braced words' tokens
     settings: dict = field(default_factory=dict)  # the method's hyper-parameters
     losses: list[float] = field(default_factory=list)  # last null-text loss of each step
     inner_steps: list[int] = field(default_factory=list)  # optimiser steps of each step
     cost: UNetCost = field(default_factory=UNetCost)
     versions: dict = field(default_factory=library_versions)
-    maps: torch.Tensor | None = None  # (T, r, r, 77) cross maps recorded while inverting (DPL: each step's last token pass)
-    trace: dict = field(default_factory=dict)  # what the method recorded per step (DPL: losses, thresholds, mask)
-    fingerprint: dict = field(default_factory=dict)  # models.model_fingerprint of the model; {}: check model_id only
-    corrections: torch.Tensor | None = None  # (T, 1, C, H, W) Direct Inversion's gaps, added to the source row
+    maps: torch.Tensor | None = None  # (T, r, r, 77) cross maps recorded while inverting (DPL)
+    trace: dict = field(default_factory=dict)  # what the method recorded per step (DPL: losses...)
+    fingerprint: dict = field(default_factory=dict)  # the model's fingerprint; {}: by model_id
+    corrections: torch.Tensor | None = None  # (T, 1, C, H, W) Direct Inversion's source gaps
 
     @property
     def num_steps(self) -> int: return len(self.null_embeddings)
@@ -235,60 +249,69 @@ class Inversion:
         return self.latents[-1]
 
     def __repr__(self) -> str:
-        tokens = "" if self.token_embeddings is None else f", tokens={tuple(self.token_embeddings.shape)}"
-        return (f"Inversion(method={self.method!r}, prompt={self.prompt!r}, model_id={self.model_id!r}, "
-                f"steps={self.num_steps}, guidance_scale={self.guidance_scale}, latents={tuple(self.latents.shape)}"
+        tokens = ("" if self.token_embeddings is None
+                  else f", tokens={tuple(self.token_embeddings.shape)}")
+        return (f"Inversion(method={self.method!r}, prompt={self.prompt!r}, "
+                f"model_id={self.model_id!r}, steps={self.num_steps}, "
+                f"guidance_scale={self.guidance_scale}, latents={tuple(self.latents.shape)}"
                 f"{tokens}, cost={self.cost})")
 
     def check(self, bundle: Bundle) -> Inversion:
         "Raise a clear error if this inversion cannot be used with `bundle`; return it otherwise"
+        # by content; by name for inversions made without a fingerprint
         other = (not same_model(self.fingerprint, model_fingerprint(bundle)) if self.fingerprint
-                 else self.model_id != bundle.model_id)  # by content; by name for inversions made without a fingerprint
+                 else self.model_id != bundle.model_id)
         if other:
-            raise ValueError(f"inversion: it was made with the model {self.model_id!r} but the bundle is "
-                             f"{bundle.model_id!r}, with other weights; load that model (load_bundle({self.model_id!r})) "
-                             "or invert the image again with this bundle")
+            raise ValueError(f"inversion: it was made with the model {self.model_id!r} but the "
+                             f"bundle is {bundle.model_id!r}, with other weights; load that model "
+                             f"(load_bundle({self.model_id!r})) or invert the image again with "
+                             "this bundle")
         channels, dim = bundle.unet.config.in_channels, bundle.text_encoder.config.hidden_size
         if self.latents.shape[2] != channels or self.null_embeddings.shape[-1] != dim:
-            raise ValueError(f"inversion: its latents have {self.latents.shape[2]} channels and its embeddings "
-                             f"{self.null_embeddings.shape[-1]} dims, the bundle wants {channels} and {dim}; "
-                             "invert the image again with this bundle")
+            raise ValueError(f"inversion: its latents have {self.latents.shape[2]} channels and "
+                             f"its embeddings {self.null_embeddings.shape[-1]} dims, the bundle "
+                             f"wants {channels} and {dim}; invert the image again with this bundle")
         return self
 
 # %% ../nbs/04_inversion.ipynb #18cd18e6
 def word_embeddings(bundle: Bundle, prompt: str) -> torch.Tensor:
-    "Input embeddings `(P, dim)` of the tokens of the braced words of `prompt`, in order: DPL's starting point"
+    "Input embeddings `(P, dim)` of the braced words' tokens of `prompt`, in order: DPL's start"
     parsed = parse_prompt(prompt, bundle.tokenizer)
     ids = tokenize_prompts(bundle.tokenizer, parsed.text)[0]
     positions = [p for w in parsed.words for p in w.positions]
     return bundle.text_encoder.get_input_embeddings().weight[ids[positions]].detach().clone()
 
-
-def _occurrences(tokenizer, text: str, word: str, within: tuple[int, int] | None = None) -> list[list[int]]:
-    "Token positions of each whole-word occurrence of `word` in `text` (or in its characters `within`), in order"
+# %% ../nbs/04_inversion.ipynb #39b532dd
+def _occurrences(tokenizer, text: str, word: str,
+                 within: tuple[int, int] | None = None) -> list[list[int]]:
+    "Token positions of each whole-word occurrence of `word` in `text` (or in characters `within`)"
     return [span_positions(tokenizer, text, s, e) for s, e in word_spans(text, word, within)]
 
 
-def _token_rows(tokenizer, source: str, prompts: list[str], vectors: torch.Tensor) -> list[tuple[int, list, torch.Tensor]]:
-    "(batch row, positions, vectors): where each braced occurrence of a word of `source` lives on in each of `prompts`"
+def _token_rows(tokenizer, source: str, prompts: list[str],
+                vectors: torch.Tensor) -> list[tuple[int, list, torch.Tensor]]:
+    "(batch row, positions, vectors): where each braced word of `source` lives on in `prompts`"
     parsed = parse_prompt(source, tokenizer)
     sizes = [len(w.positions) for w in parsed.words]
     if sum(sizes) != len(vectors):
-        raise ValueError(f"token_embeddings hold {len(vectors)} vectors per step but the braced words of {source!r} "
-                         f"have {sum(sizes)} tokens; they must come from the same prompt")
+        raise ValueError(f"token_embeddings hold {len(vectors)} vectors per step but the braced "
+                         f"words of {source!r} have {sum(sizes)} tokens; they must come from the "
+                         "same prompt")
     chunks = vectors.split(sizes)
     source_words = len(parsed.text.split())
-    index = [len(parsed.text[:w.start].split()) for w in parsed.words]  # word index of each braced occurrence
+    # word index of each braced occurrence
+    index = [len(parsed.text[:w.start].split()) for w in parsed.words]
     rows = []
     for b, prompt in enumerate(prompts):
         text = parse_prompt(prompt).text
         spans = [m.span() for m in re.finditer(r"\S+", text)]
-        if len(spans) == source_words:  # word by word (the source itself, a word swap): the same word at the same place
+        # word by word (the source itself, a word swap): the same word at the same place
+        if len(spans) == source_words:
             for w, k, chunk in zip(parsed.words, index, chunks):
                 found = _occurrences(tokenizer, text, w.word, spans[k])
                 if found and len(found[0]) == len(chunk):
                     rows.append((b, found[0], chunk))
-        else:  # words added or removed: the n-th braced `w` of the source becomes the n-th `w` of the prompt
+        else:  # words added or removed: the n-th braced `w` becomes the prompt's n-th `w`
             seen = {}
             for w, chunk in zip(parsed.words, chunks):
                 n = seen[w.word.lower()] = seen.get(w.word.lower(), -1) + 1
@@ -297,10 +320,10 @@ def _token_rows(tokenizer, source: str, prompts: list[str], vectors: torch.Tenso
                     rows.append((b, found[n], chunk))
     return rows
 
-
+# %% ../nbs/04_inversion.ipynb #959affab
 @contextmanager
 def token_embeddings_replaced(text_encoder, rows: list[tuple[int, list, torch.Tensor]]):
-    "Within the block, the text encoder's input embedding of (batch row, positions) is replaced by the given vectors"
+    "Within the block, the text encoder's input embedding of (batch row, positions) is `vectors`"
     def replace(module, args, output):
         output = output.clone()
         for b, positions, vectors in rows:
@@ -314,19 +337,20 @@ def token_embeddings_replaced(text_encoder, rows: list[tuple[int, list, torch.Te
 
 
 def encode_with_tokens(bundle: Bundle, prompts: str | list[str], source: str,
-                       vectors: torch.Tensor | None,  # (P, dim) token embeddings of the braced words of `source`
+                       vectors: torch.Tensor | None,  # (P, dim) tokens of `source`'s braced words
                        ) -> torch.Tensor:
-    "Text embeddings of `prompts` in which every word braced in `source` takes its embedding from `vectors`"
+    "Text embeddings of `prompts` in which each word braced in `source` takes its `vectors`"
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if vectors is None:
         return encode_prompts(bundle, prompts)
-    with token_embeddings_replaced(bundle.text_encoder, _token_rows(bundle.tokenizer, source, prompts, vectors)):
+    with token_embeddings_replaced(bundle.text_encoder,
+                                   _token_rows(bundle.tokenizer, source, prompts, vectors)):
         return encode_prompts(bundle, prompts)
 
 # %% ../nbs/04_inversion.ipynb #919b884a
 @dataclass(frozen=True)
 class BatchLayout:
-    "Rows of a guided UNet batch: `uncond` unconditional rows, then conditional rows: the source, then the edits"
+    "Rows of a guided UNet batch: `uncond` unconditional rows, then conditional rows: source, edits"
     uncond: int
     cond: int
 
@@ -343,15 +367,15 @@ class BatchLayout:
         "Rows of the conditional edits"
         return slice(self.uncond + 1, self.uncond + self.cond)
 
-
+# %% ../nbs/04_inversion.ipynb #46853d9a
 @torch.no_grad()
 def sample(bundle: Bundle, inversion: Inversion, prompts: list[str] | None = None,
-           controllers: Iterable = (),  # objects whose `step` and `layout` are set before each UNet call
-           after_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None,  # (step, latents) -> latents
+           controllers: Iterable = (),  # their `step` and `layout` are set before each UNet call
+           after_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None,  # step, latents
            progress: bool = True,
-           corrected: str = "source",  # rows given Direct Inversion's gaps: "source" (published) or "all"
+           corrected: str = "source",  # rows with Direct Inversion's gaps: "source" or "all"
            ) -> torch.Tensor:
-    "Guided DDIM sampling from the inversion's z*_T with its per-step null embeddings: latents `(n, C, H, W)`"
+    "Guided DDIM sampling from the inversion's z*_T and null embeddings: latents `(n, C, H, W)`"
     inversion.check(bundle)
     if corrected not in ("source", "all"):
         raise ValueError(f"corrected must be 'source' or 'all', got {corrected!r}")
@@ -360,19 +384,26 @@ def sample(bundle: Bundle, inversion: Inversion, prompts: list[str] | None = Non
     layout = BatchLayout(uncond=n, cond=n)
     scheduler = ddim_scheduler(inversion.scheduler_config, inversion.num_steps)
     tokens = inversion.token_embeddings
-    cond = None if tokens is not None else encode_with_tokens(bundle, prompts, inversion.prompt, None)
+    cond = (None if tokens is not None
+            else encode_with_tokens(bundle, prompts, inversion.prompt, None))
     latents = inversion.final_latent.to(device, torch.float32).expand(n, -1, -1, -1)
-    for i, t in enumerate(tqdm(scheduler.timesteps, desc="sampling", disable=not progress, leave=False)):
+    for i, t in enumerate(tqdm(scheduler.timesteps, desc="sampling",
+                               disable=not progress, leave=False)):
         for controller in controllers:
             controller.step, controller.layout = i, layout
-        step_cond = cond if tokens is None else encode_with_tokens(bundle, prompts, inversion.prompt, tokens[i])
+        step_cond = (cond if tokens is None
+                     else encode_with_tokens(bundle, prompts, inversion.prompt, tokens[i]))
         null = inversion.null_embeddings[i].to(device, dtype).expand(n, -1, -1)
         noise = bundle.predict_noise(torch.cat([latents, latents]), t, torch.cat([null, step_cond]))
         noise_uncond, noise_cond = noise.chunk(2)
-        latents = scheduler.step(guided_noise(noise_uncond, noise_cond, inversion.guidance_scale), t, latents).prev_sample
-        if inversion.corrections is not None:  # Direct Inversion: the source row back onto the inverted path
+        latents = scheduler.step(guided_noise(noise_uncond, noise_cond, inversion.guidance_scale),
+                                 t, latents).prev_sample
+        # Direct Inversion: the source row back onto the inverted path
+        if inversion.corrections is not None:
             rows = 1 if corrected == "source" else n
-            latents = torch.cat([latents[:rows] + inversion.corrections[i].to(device, latents.dtype), latents[rows:]])
+            latents = torch.cat([latents[:rows]
+                                 + inversion.corrections[i].to(device, latents.dtype),
+                                 latents[rows:]])
         if after_step is not None:
             latents = after_step(i, latents)
     return latents
@@ -385,24 +416,26 @@ def reconstruct(bundle: Bundle, inversion: Inversion, progress: bool = True) -> 
 # %% ../nbs/04_inversion.ipynb #238763cf
 def sized_bundle(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [-1, 1]
                  ) -> Bundle:
-    "`bundle` at the size of `image`: itself for paths and PIL images (loaded at its size), rescaled for a square tensor of another size"
+    "`bundle` at the size of `image`: itself for paths and PIL images, rescaled for a tensor"
     if not (isinstance(image, torch.Tensor) and image.ndim == 4):
         return bundle
     height, width, size = image.shape[-2], image.shape[-1], bundle.image_size
     if height != width:
-        raise ValueError(f"image: it is {height}x{width}, but the method's maps and masks are square; make a square "
-                         f"one with load_image(image, {size}) (centre crop) or load_image(image, {size}, fit='resize')")
+        raise ValueError(f"image: it is {height}x{width}, but the method's maps and masks are "
+                         f"square; make a square one with load_image(image, {size}) (centre crop) "
+                         f"or load_image(image, {size}, fit='resize')")
     if height % bundle.scale_factor:
-        raise ValueError(f"image sides must be multiples of {bundle.scale_factor} for this model, got {height}; "
-                         f"use load_image(image, {size})")
+        raise ValueError(f"image sides must be multiples of {bundle.scale_factor} for this model, "
+                         f"got {height}; use load_image(image, {size})")
     return bundle.at_latent_size(height // bundle.scale_factor)
 
 
 def encode_image(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [-1, 1]
-                 generator: torch.Generator | int | None = None,  # seed or generator sampling the VAE posterior; None: its mean
+                 generator: torch.Generator | int | None = None,  # VAE posterior sample; None: mean
                  ) -> torch.Tensor:
     "The latent `z0` `(1, C, h, w)` of one image, the start of every inversion"
-    if isinstance(generator, int):  # drawn on the CPU: one seed gives one posterior sample on every device
+    # drawn on the CPU: one seed gives one posterior sample on every device
+    if isinstance(generator, int):
         generator = torch.Generator("cpu").manual_seed(generator)
     sized_bundle(bundle, image)  # a non-square tensor fails here, with a fix
     z0 = bundle.encode(image, generator)
@@ -411,25 +444,27 @@ def encode_image(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tenso
     return z0
 
 
-INVERSION_METHODS = ("nti", "ddim", "npi", "direct")  # what `invert(method=...)` does after DDIM inversion
+# what `invert(method=...)` does after DDIM inversion
+INVERSION_METHODS = ("nti", "ddim", "npi", "direct")
 
-
+# %% ../nbs/04_inversion.ipynb #91ddb9ac
 def invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [-1, 1]
            prompt: str,  # describes the image; braces mark the words DPL will learn
            num_steps: int = 50, guidance_scale: float = 7.5,
-           method: str = "nti",  # "nti" (null-text inversion), "ddim" (empty-prompt nulls), "npi" or "direct"
-           nti: NTIConfig | str = "canonical",  # NTI settings, or a preset name: "canonical" or "dpl"
-           generator: torch.Generator | int | None = None,  # seed or generator sampling the VAE posterior; None: its mean
+           method: str = "nti",  # "nti" (null-text), "ddim" (empty-prompt nulls), "npi" or "direct"
+           nti: NTIConfig | str = "canonical",  # NTI settings, or a preset: "canonical" or "dpl"
+           generator: torch.Generator | int | None = None,  # VAE posterior sample; None: its mean
            progress: bool = True) -> Inversion:
     "Invert `image` under `prompt`: DDIM inversion, then (by default) null-text inversion"
     if method not in INVERSION_METHODS:
         raise ValueError(f"method must be one of {INVERSION_METHODS}, got {method!r}")
     if method == "nti" and not guidance_scale > 1:
-        raise ValueError(f"guidance_scale must be > 1 for null-text inversion (at 1 the null embedding has no "
-                         f"effect), got {guidance_scale}; use 7.5 as in the paper, or method='ddim'")
+        raise ValueError("guidance_scale must be > 1 for null-text inversion (at 1 the null "
+                         f"embedding has no effect), got {guidance_scale}; use 7.5 as in the "
+                         "paper, or method='ddim'")
     if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError(f"prompt is empty: describe the image, as in 'a {{cat}} and a {{dog}}' (braces mark the "
-                         f"words to learn or edit), got {prompt!r}")
+        raise ValueError("prompt is empty: describe the image, as in 'a {cat} and a {dog}' (braces "
+                         f"mark the words to learn or edit), got {prompt!r}")
     parse_prompt(prompt, bundle.tokenizer)
     config = nti_config(nti)
     check_num_steps(num_steps, bundle.scheduler)
@@ -441,36 +476,45 @@ def invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [
         trajectory = ddim_invert(bundle, z0, cond, num_steps, progress)
         corrections, losses, inner, settings = None, [], [], {}
         if method == "nti":
-            fitted = null_text_invert(bundle, trajectory, cond, null, guidance_scale, config, progress)
-            nulls, losses, inner, settings = fitted.embeddings, fitted.losses, fitted.inner_steps, asdict(config)
+            fitted = null_text_invert(bundle, trajectory, cond, null, guidance_scale,
+                                      config, progress)
+            nulls, losses, inner, settings = (fitted.embeddings, fitted.losses,
+                                              fitted.inner_steps, asdict(config))
         elif method == "npi":  # negative-prompt inversion: the source prompt is its own null
             nulls = cond.expand(num_steps, -1, -1, -1).clone()
         else:
             nulls = null.expand(num_steps, -1, -1, -1).clone()
             if method == "direct":
-                corrections = direct_corrections(bundle, trajectory, cond, null, guidance_scale, progress).cpu()
+                corrections = direct_corrections(bundle, trajectory, cond, null,
+                                                 guidance_scale, progress).cpu()
     return Inversion(trajectory.cpu(), nulls.cpu(), prompt, bundle.model_id, float(guidance_scale),
                      dict(bundle.scheduler.config), method, None, settings, losses, inner, cost,
                      fingerprint=model_fingerprint(bundle), corrections=corrections)
 
 # %% ../nbs/04_inversion.ipynb #f866ea23
 @torch.no_grad()
-def direct_corrections(bundle: Bundle, trajectory: torch.Tensor,  # (T+1, 1, C, H, W) from ddim_invert
+def direct_corrections(bundle: Bundle,
+                       trajectory: torch.Tensor,  # (T+1, 1, C, H, W) from ddim_invert
                        cond: torch.Tensor, null: torch.Tensor, guidance_scale: float = 7.5,
                        progress: bool = True) -> torch.Tensor:
-    "Direct Inversion's per-step gaps `(T, 1, C, H, W)`: the inverted latent minus the guided DDIM step that should reach it"
+    "Direct Inversion's per-step gaps `(T, 1, C, H, W)`: inverted latent minus the guided DDIM step"
     num_steps = len(trajectory) - 1
     scheduler = ddim_scheduler(bundle.scheduler.config, num_steps)
     latent, gaps = trajectory[-1].to(bundle.device, torch.float32), []
-    for i, t in enumerate(tqdm(scheduler.timesteps, desc="Direct Inversion", disable=not progress, leave=False)):
-        noise_uncond, noise_cond = bundle.predict_noise(torch.cat([latent, latent]), t, torch.cat([null, cond])).chunk(2)
-        stepped = scheduler.step(guided_noise(noise_uncond, noise_cond, guidance_scale), t, latent).prev_sample
+    for i, t in enumerate(tqdm(scheduler.timesteps, desc="Direct Inversion",
+                               disable=not progress, leave=False)):
+        noise_uncond, noise_cond = bundle.predict_noise(torch.cat([latent, latent]), t,
+                                                        torch.cat([null, cond])).chunk(2)
+        stepped = scheduler.step(guided_noise(noise_uncond, noise_cond, guidance_scale), t,
+                                 latent).prev_sample
         gaps.append(trajectory[num_steps - 1 - i].to(stepped) - stepped)
-        latent = stepped + gaps[-1]  # as the sampler will compute it, so sampling retraces this path exactly
+        # as the sampler will compute it, so sampling retraces this path exactly
+        latent = stepped + gaps[-1]
     return torch.stack(gaps)
 
 # %% ../nbs/04_inversion.ipynb #bf57869e
-FORMAT_VERSION = 2  # newest layout Inversion.save writes (2: Direct Inversion's corrections); load refuses newer ones
+# newest layout Inversion.save writes (2: Direct Inversion's corrections); load refuses newer ones
+FORMAT_VERSION = 2
 
 
 def _checksum(tensor: torch.Tensor) -> str:
@@ -488,21 +532,25 @@ def _save(self: Inversion, path: str | os.PathLike) -> Path:
     if self.corrections is not None:
         tensors["corrections"] = self.corrections
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    version = 2 if self.corrections is not None else 1  # without corrections, a file older dpl_nb versions read
-    meta = dict(format="dpl_nb.inversion", format_version=version, prompt=self.prompt, model_id=self.model_id,
-                guidance_scale=self.guidance_scale, scheduler_config=dict(self.scheduler_config), method=self.method,
+    # without corrections, a file older dpl_nb versions read
+    version = 2 if self.corrections is not None else 1
+    meta = dict(format="dpl_nb.inversion", format_version=version, prompt=self.prompt,
+                model_id=self.model_id, guidance_scale=self.guidance_scale,
+                scheduler_config=dict(self.scheduler_config), method=self.method,
                 settings=self.settings, losses=self.losses, inner_steps=self.inner_steps,
-                cost=dict(forward=self.cost.forward, backward=self.cost.backward, partial=self.cost.partial),
-                versions=self.versions,
-                trace=self.trace, fingerprint=self.fingerprint,
+                cost=dict(forward=self.cost.forward, backward=self.cost.backward,
+                          partial=self.cost.partial), versions=self.versions, trace=self.trace,
+                fingerprint=self.fingerprint,
                 checksums={k: _checksum(v) for k, v in tensors.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"dpl_nb": json.dumps(meta)}))
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp,
+                                                    metadata={"dpl_nb": json.dumps(meta)}))
 
-
+# %% ../nbs/04_inversion.ipynb #0b1159c6
 def _read(path: Path) -> tuple[dict, dict]:
     "Metadata and tensors of an inversion file, or a clear error"
-    corrupt = f"path: {path} is truncated or corrupt, or not an inversion file; save the inversion again"
+    corrupt = (f"path: {path} is truncated or corrupt, or not an inversion file; save the "
+               "inversion again")
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
@@ -514,27 +562,31 @@ def _read(path: Path) -> tuple[dict, dict]:
     if meta.get("format") != "dpl_nb.inversion" or not isinstance(version, int):
         raise ValueError(f"path: {path} is a safetensors file but not a dpl_nb inversion")
     if version > FORMAT_VERSION:
-        raise ValueError(f"path: {path} has format version {version}, newer than the version {FORMAT_VERSION} this "
-                         f"dpl_nb reads; upgrade dpl_nb (pip install -U dpl_nb) to load it")
+        raise ValueError(f"path: {path} has format version {version}, newer than the version "
+                         f"{FORMAT_VERSION} this dpl_nb reads; upgrade dpl_nb (pip install -U "
+                         "dpl_nb) to load it")
     checksums = meta.get("checksums", {})
-    if set(checksums) != set(tensors) or any(_checksum(v) != checksums[k] for k, v in tensors.items()):
+    if set(checksums) != set(tensors) or any(_checksum(v) != checksums[k]
+                                             for k, v in tensors.items()):
         raise ValueError(f"{corrupt} (tensor checksums do not match)")
     return meta, tensors
 
-
+# %% ../nbs/04_inversion.ipynb #946d33a6
 def _load(cls, path: str | os.PathLike, bundle: Bundle | None = None) -> Inversion:
     "Read an inversion written by `save`; with a `bundle`, check that it was made with that model"
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"path: no inversion file at {path}; write one with Inversion.save(path)")
+        raise FileNotFoundError(f"path: no inversion file at {path}; write one with "
+                                "Inversion.save(path)")
     meta, tensors = _read(path)
     cost = meta["cost"]
-    inversion = cls(tensors["latents"], tensors["null_embeddings"], meta["prompt"], meta["model_id"],
-                    meta["guidance_scale"], meta["scheduler_config"], meta["method"], tensors.get("token_embeddings"),
-                    meta["settings"], meta["losses"], meta["inner_steps"],
+    inversion = cls(tensors["latents"], tensors["null_embeddings"], meta["prompt"],
+                    meta["model_id"], meta["guidance_scale"], meta["scheduler_config"],
+                    meta["method"], tensors.get("token_embeddings"), meta["settings"],
+                    meta["losses"], meta["inner_steps"],
                     UNetCost(cost["forward"], cost["backward"], cost.get("partial", 0.0)),
-                    meta["versions"], tensors.get("maps"), meta.get("trace", {}), meta.get("fingerprint", {}),
-                    tensors.get("corrections"))
+                    meta["versions"], tensors.get("maps"), meta.get("trace", {}),
+                    meta.get("fingerprint", {}), tensors.get("corrections"))
     return inversion if bundle is None else inversion.check(bundle)
 
 

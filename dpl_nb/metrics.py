@@ -26,7 +26,8 @@ __all__ = ['THRESHOLDS', 'attention_iou', 'word_ious', 'mse', 'psnr', 'ssim', 'g
            'load_clip', 'structure_distance', 'clip_score', 'edit_success', 'distractor_preserved']
 
 # %% ../nbs/10_metrics.ipynb #e5b97d64
-THRESHOLDS = np.round(np.arange(21) * 0.05, 2)  # 0.0, 0.05, ..., 1.0: the sweep of the paper's Fig. 5a
+# 0.0, 0.05, ..., 1.0: the sweep of the paper's Fig. 5a
+THRESHOLDS = np.round(np.arange(21) * 0.05, 2)
 
 
 def _bool_mask(mask, name: str) -> np.ndarray:
@@ -34,33 +35,37 @@ def _bool_mask(mask, name: str) -> np.ndarray:
     m = mask.detach().cpu().numpy() if torch.is_tensor(mask) else np.asarray(mask)
     if m.dtype != bool:
         if not (np.issubdtype(m.dtype, np.number) and np.isin(m, (0, 1)).all()):
-            raise ValueError(f"{name} must be a bool mask (or 0/1 numbers), got dtype {m.dtype}; threshold it first")
+            raise ValueError(f"{name} must be a bool mask (or 0/1 numbers), got dtype {m.dtype}; "
+                             "threshold it first")
         m = m.astype(bool)
     return m
 
 
 def attention_iou(word_map: torch.Tensor,  # (r, r) cross-attention map of one word
                   mask,  # (H, W) bool mask of the word's object (numpy array or tensor)
-                  thresholds=0.3,  # one threshold or a sequence of them; the reference code uses 0.3
+                  thresholds=0.3,  # one threshold or a sequence of them; the reference uses 0.3
                   ) -> np.ndarray:
-    "IoU `(len(thresholds),)` of a word's map with its object's mask, by the reference code's protocol"
+    "IoU `(len(thresholds),)` of a word's map with its object's mask, by the reference protocol"
     mask = _bool_mask(mask, "mask")
     if mask.ndim != 2:
         raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
     word_map = torch.as_tensor(word_map)
     if word_map.ndim != 2:
-        raise ValueError(f"word_map must be (r, r), got shape {tuple(word_map.shape)}; pick one word's map")
+        raise ValueError(f"word_map must be (r, r), got shape {tuple(word_map.shape)}; "
+                         "pick one word's map")
     m = word_map.detach().float().cpu().numpy()
-    m = (m / max(float(m.max()), 1e-12) * 255).astype(np.uint8)  # an 8-bit picture, as the reference saves it
-    picture = Image.fromarray(m).resize((256, 256), Image.BICUBIC).resize(mask.shape[::-1], Image.BICUBIC)
+    # an 8-bit picture, as the reference saves it
+    m = (m / max(float(m.max()), 1e-12) * 255).astype(np.uint8)
+    picture = (Image.fromarray(m).resize((256, 256), Image.BICUBIC)
+               .resize(mask.shape[::-1], Image.BICUBIC))
     a = np.asarray(picture, dtype=np.float64)
     a = a / max(float(a.max()), 1e-12)
     binary = a[None] > np.atleast_1d(np.asarray(thresholds, dtype=np.float64))[:, None, None]
     return (binary & mask).sum((1, 2)) / np.maximum((binary | mask).sum((1, 2)), 1)
 
 # %% ../nbs/10_metrics.ipynb #bbac9bd0
-def word_ious(maps: torch.Tensor,  # (r, r, 77) cross maps, or (T, r, r, 77) per step (averaged over T first)
-              positions: Sequence[Sequence[int]],  # the token positions of each word; a word's map is their mean
+def word_ious(maps: torch.Tensor,  # (r, r, 77) cross maps, or (T, r, r, 77): averaged over T
+              positions: Sequence[Sequence[int]],  # each word's tokens; its map is their mean
               masks,  # (K, H, W) bool: the mask of each word's object
               thresholds=THRESHOLDS,  # the thresholds of the sweep
               ) -> np.ndarray:
@@ -69,19 +74,22 @@ def word_ious(maps: torch.Tensor,  # (r, r, 77) cross maps, or (T, r, r, 77) per
     if maps.ndim == 4:
         maps = maps.float().mean(0)
     if maps.ndim != 3:
-        raise ValueError(f"maps must be (r, r, tokens) or (T, r, r, tokens), got shape {tuple(maps.shape)}")
+        raise ValueError("maps must be (r, r, tokens) or (T, r, r, tokens), got shape "
+                         f"{tuple(maps.shape)}")
     masks = _bool_mask(masks, "masks")
     if masks.ndim != 3:
         raise ValueError(f"masks must be (K, H, W), one per word, got shape {masks.shape}")
     if len(positions) != len(masks):
-        raise ValueError(f"positions names {len(positions)} words but there are {len(masks)} masks; "
-                         "give one mask per word, in the same order")
+        raise ValueError(f"positions names {len(positions)} words but there are {len(masks)} "
+                         "masks; give one mask per word, in the same order")
     if any(len(p) == 0 for p in positions):
-        raise ValueError(f"positions: every word needs at least one token position, got {list(positions)}")
+        raise ValueError("positions: every word needs at least one token position, got "
+                         f"{list(positions)}")
     thresholds = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
     if not len(masks):
         return np.zeros((0, len(thresholds)))
-    return np.stack([attention_iou(maps[..., list(p)].float().mean(-1), m, thresholds) for p, m in zip(positions, masks)])
+    return np.stack([attention_iou(maps[..., list(p)].float().mean(-1), m, thresholds)
+                     for p, m in zip(positions, masks)])
 
 # %% ../nbs/10_metrics.ipynb #27441b15
 def _pixels(image, name: str) -> np.ndarray:
@@ -90,27 +98,31 @@ def _pixels(image, name: str) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
     array = None if torch.is_tensor(image) else np.asarray(image)
     if array is None or array.dtype != np.uint8 or array.ndim != 3 or array.shape[-1] != 3:
-        what = type(image).__name__ if array is None else f"{array.dtype} array of shape {array.shape}"
+        what = (type(image).__name__ if array is None
+                else f"{array.dtype} array of shape {array.shape}")
         raise ValueError(f"{name} must be a PIL image or a uint8 array (H, W, 3), got a {what}; "
                          "convert a tensor in [-1, 1] with dpl_nb.models.to_pil")
     return array
 
 
-def _pair(image_a, image_b, mask, names=("image_a", "image_b")) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "Both images as uint8 arrays of one size, and the bool mask of the compared pixels (all when `mask` is None)"
+def _pair(image_a, image_b, mask,
+          names=("image_a", "image_b")) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Both images as uint8 arrays of one size, and the bool mask of the compared pixels (None: all)"
     a, b = _pixels(image_a, names[0]), _pixels(image_b, names[1])
     if a.shape != b.shape:
-        raise ValueError(f"{names[0]} is {a.shape[0]}x{a.shape[1]} but {names[1]} is {b.shape[0]}x{b.shape[1]} "
-                         "(height x width); compare images of the same size")
+        raise ValueError(f"{names[0]} is {a.shape[0]}x{a.shape[1]} but {names[1]} is "
+                         f"{b.shape[0]}x{b.shape[1]} (height x width); compare images of the "
+                         "same size")
     keep = np.ones(a.shape[:2], bool) if mask is None else _bool_mask(mask, "mask")
     if keep.shape != a.shape[:2]:
-        raise ValueError(f"mask is {'x'.join(map(str, keep.shape))} but the images are {a.shape[0]}x{a.shape[1]} "
-                         "(height x width); give an (H, W) bool mask of the image size")
+        raise ValueError(f"mask is {'x'.join(map(str, keep.shape))} but the images are "
+                         f"{a.shape[0]}x{a.shape[1]} (height x width); give an (H, W) bool mask "
+                         "of the image size")
     if not keep.any():
         raise ValueError("mask selects no pixels; there is nothing to compare")
     return a, b, keep
 
-
+# %% ../nbs/10_metrics.ipynb #50332ceb
 def mse(image_a, image_b,  # 8-bit RGB images: PIL or uint8 arrays (H, W, 3)
         mask=None,  # (H, W) bool: the pixels compared; None: all
         ) -> float:
@@ -128,33 +140,38 @@ def psnr(image_a, image_b,  # 8-bit RGB images: PIL or uint8 arrays (H, W, 3)
     return math.inf if error == 0 else 10 * math.log10(1 / error)
 
 
-def ssim(image_a, image_b,  # 8-bit RGB images: PIL or uint8 arrays (H, W, 3); image_b is the reference
+def ssim(image_a, image_b,  # 8-bit RGB: PIL or uint8 (H, W, 3); image_b is the reference
          mask=None,  # (H, W) bool: the pixels compared; None: all (scikit-image's mean SSIM)
          ) -> float:
-    "Mean SSIM (7x7 windows) over the pixels `mask` selects, the other pixels of both images taken from `image_b`"
+    "Mean SSIM (7x7 windows) over the pixels `mask` selects; the other pixels come from `image_b`"
     a, b, keep = _pair(image_a, image_b, mask)
     if min(a.shape[:2]) < 7:
-        raise ValueError(f"ssim needs images of at least 7x7 pixels (its window), got {a.shape[0]}x{a.shape[1]}")
-    a = np.where(keep[..., None], a, b)  # pixels not compared are equal in both: they cannot reach the score
+        raise ValueError("ssim needs images of at least 7x7 pixels (its window), got "
+                         f"{a.shape[0]}x{a.shape[1]}")
+    # pixels not compared are equal in both: they cannot reach the score
+    a = np.where(keep[..., None], a, b)
     mean, full = structural_similarity(a, b, channel_axis=-1, data_range=255, full=True)
     if mask is None:
         return float(mean)
     inner = np.zeros_like(keep)
-    inner[3:-3, 3:-3] = True  # as scikit-image's mean: leave out the border, where the windows leave the image
+    # as scikit-image's mean: leave out the border, where the windows leave the image
+    inner[3:-3, 3:-3] = True
     if not (keep & inner).any():
-        raise ValueError("mask selects no pixel 3 or more pixels from the image border, where SSIM is defined")
+        raise ValueError("mask selects no pixel 3 or more pixels from the image border, where SSIM "
+                         "is defined")
     return float(full.mean(-1)[keep & inner].mean())
 
 # %% ../nbs/10_metrics.ipynb #e64ba82f
 @lru_cache(maxsize=1)
 def _lpips_model():
-    "LPIPS (AlexNet) if the `lpips` package and the AlexNet weights are already here; None otherwise (never downloads)"
+    "LPIPS (AlexNet) if `lpips` and its AlexNet weights are here, else None (never downloads)"
     try:
         import lpips
         from torchvision.models import AlexNet_Weights
     except ImportError:
         return None
-    weights = Path(torch.hub.get_dir()) / "checkpoints" / Path(AlexNet_Weights.IMAGENET1K_V1.url).name
+    weights = (Path(torch.hub.get_dir()) / "checkpoints"
+               / Path(AlexNet_Weights.IMAGENET1K_V1.url).name)
     if not weights.is_file():
         return None
     return lpips.LPIPS(net="alex", spatial=True, verbose=False).eval()
@@ -175,20 +192,22 @@ def grow_mask(mask,  # (H, W) bool or 0/1
     region = _bool_mask(mask, "mask")
     if pixels <= 0:
         return region
-    grown = F.max_pool2d(torch.from_numpy(region).float()[None, None], 2 * pixels + 1, 1, padding=pixels)
+    grown = F.max_pool2d(torch.from_numpy(region).float()[None, None], 2 * pixels + 1, 1,
+                         padding=pixels)
     return grown[0, 0].numpy() > 0
 
-
-def background_preservation(edited, source,  # the edited image and the image it came from: PIL or uint8 (H, W, 3)
-                            edit_mask,  # (H, W) bool: where the edit was allowed to change the image
-                            grow: int = 0,  # widen edit_mask by this many pixels first (a new shape may overflow the old)
+# %% ../nbs/10_metrics.ipynb #aadcc98b
+def background_preservation(edited, source,  # the edit and its source: PIL or uint8 (H, W, 3)
+                            edit_mask,  # (H, W) bool: where the edit may change the image
+                            grow: int = 0,  # first grow edit_mask by this many pixels
                             ) -> dict:
-    "PSNR, SSIM and MSE over the pixels outside `edit_mask` (and LPIPS, when it is installed with its weights)"
+    "PSNR, SSIM and MSE over the pixels outside `edit_mask` (and LPIPS, when it is installed)"
     a, b, _ = _pair(edited, source, None, names=("edited", "source"))
     region = _bool_mask(edit_mask, "edit_mask")
     if region.shape != a.shape[:2]:
-        raise ValueError(f"edit_mask is {'x'.join(map(str, region.shape))} but the images are {a.shape[0]}x{a.shape[1]} "
-                         "(height x width); give an (H, W) bool mask of the image size")
+        raise ValueError(f"edit_mask is {'x'.join(map(str, region.shape))} but the images are "
+                         f"{a.shape[0]}x{a.shape[1]} (height x width); give an (H, W) bool mask "
+                         "of the image size")
     region = grow_mask(region, grow)
     outside = ~region
     if not outside.any():
@@ -201,29 +220,35 @@ def background_preservation(edited, source,  # the edited image and the image it
 
 # %% ../nbs/10_metrics.ipynb #71b86740
 def _pretrained(name_or_path, what: str, default: str, load):
-    "`load(source, local_files_only)` from a local folder, the Hugging Face cache, or (when allowed) the hub"
+    "`load(source, local_files_only)` from a folder, the Hugging Face cache or (if allowed) the hub"
     name = str(name_or_path)
     folder = Path(name).expanduser()
-    fix = (f"Provide the weights in one of two ways: (1) on a machine with internet access run `huggingface-cli "
-           f"download {default if folder.is_dir() or _looks_like_path(name) else name}` and copy the Hugging Face "
-           f"cache (the folder HF_HOME points to) to this machine, or (2) pass the path of a local folder holding the "
-           f"model and its processor, written by model.save_pretrained(folder) and processor.save_pretrained(folder)")
+    fix = ("Provide the weights in one of two ways: (1) on a machine with internet access run "
+           "`huggingface-cli download "
+           f"{default if folder.is_dir() or _looks_like_path(name) else name}` and copy the "
+           "Hugging Face cache (the folder HF_HOME points to) to this machine, or (2) pass "
+           "the path of a local folder holding the model and its processor, written by "
+           "model.save_pretrained(folder) and processor.save_pretrained(folder)")
     if folder.is_dir():
         if not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"{what}: {folder} has no config.json, so it is not a saved model. {fix}")
+            raise FileNotFoundError(f"{what}: {folder} has no config.json, so it is not a saved "
+                                    f"model. {fix}")
         try:
             return load(str(folder), True)
         except OSError as err:
-            raise FileNotFoundError(f"{what}: could not load {folder} ({str(err).splitlines()[0]}). {fix}") from None
+            raise FileNotFoundError(f"{what}: could not load {folder} "
+                                    f"({str(err).splitlines()[0]}). {fix}") from None
     if _looks_like_path(name):
         raise FileNotFoundError(f"{what}: there is no folder {folder}. {fix}")
     try:  # already in the Hugging Face cache: no network at all
         return load(name, True)
     except OSError:
         if _hub_offline():
-            why = "they are not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloads"
+            why = ("they are not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids "
+                   "downloads")
         elif not _hub_reachable():
-            why = "they are not in the local Hugging Face cache and the hub cannot be reached from this machine"
+            why = ("they are not in the local Hugging Face cache and the hub cannot be reached "
+                   "from this machine")
         else:
             try:
                 return load(name, False)
@@ -231,31 +256,33 @@ def _pretrained(name_or_path, what: str, default: str, load):
                 why = f"the hub has no such model, or it is gated ({str(err).splitlines()[0]})"
     raise FileNotFoundError(f"{what}: could not load the weights of {name!r}: {why}. {fix}")
 
-
-def load_dino(path_or_id: str = "facebook/dino-vitb8",  # a local folder or hub id of a ViT (DINO ViT-B/8 in Splice)
+# %% ../nbs/10_metrics.ipynb #01a7cfe3
+def load_dino(path_or_id: str = "facebook/dino-vitb8",  # a local folder or hub id of a ViT
               device="cpu",  # where the model runs
               ) -> tuple:
-    "`(model, image processor)` of a DINO ViT for `structure_distance`, from a local folder or the Hugging Face cache"
+    "`(model, image processor)` of a DINO ViT for `structure_distance`, from a folder or HF cache"
     def load(source, local_files_only):
         config = AutoConfig.from_pretrained(source, local_files_only=local_files_only)
-        extra = dict(add_pooling_layer=False) if config.model_type == "vit" else {}  # DINO has no pooler
+        # DINO has no pooler
+        extra = dict(add_pooling_layer=False) if config.model_type == "vit" else {}
         model = AutoModel.from_pretrained(source, local_files_only=local_files_only, **extra)
         if not _key_projections(model):
-            raise ValueError(f"load_dino: {source} holds a {config.model_type!r} model without attention key "
-                             "projections; pass a ViT such as facebook/dino-vitb8")
+            raise ValueError(f"load_dino: {source} holds a {config.model_type!r} model without "
+                             "attention key projections; pass a ViT such as facebook/dino-vitb8")
         processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_files_only)
         return model.to(device).eval().requires_grad_(False), processor
     return _pretrained(path_or_id, "load_dino", "facebook/dino-vitb8", load)
 
 
-def load_clip(path_or_id: str = "openai/clip-vit-large-patch14",  # a local folder or hub id of a CLIP model
+def load_clip(path_or_id: str = "openai/clip-vit-large-patch14",  # local folder or hub id of a CLIP
               device="cpu",  # where the model runs
               ) -> tuple:
-    "`(model, processor)` of a CLIP model for `clip_score`, from a local folder or the Hugging Face cache"
+    "`(model, processor)` of a CLIP model for `clip_score`, from a local folder or the HF cache"
     def load(source, local_files_only):
         config = AutoConfig.from_pretrained(source, local_files_only=local_files_only)
         if config.model_type != "clip":  # CLIPModel would load any folder, with random weights
-            raise ValueError(f"load_clip: {source} holds a {config.model_type!r} model, not CLIP; pass a CLIP model")
+            raise ValueError(f"load_clip: {source} holds a {config.model_type!r} model, not CLIP; "
+                             "pass a CLIP model")
         model = CLIPModel.from_pretrained(source, local_files_only=local_files_only)
         processor = AutoProcessor.from_pretrained(source, local_files_only=local_files_only)
         return model.to(device).eval().requires_grad_(False), processor
@@ -270,29 +297,34 @@ def _key_projections(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 @torch.no_grad()
 def _key_self_similarity(model, processor, image: Image.Image, layer: int) -> torch.Tensor:
-    "Cosine self-similarity `(tokens, tokens)` of the keys of one layer's tokens, CLS token included"
+    "Cosine self-similarity `(tokens, tokens)` of one layer's keys, CLS token included"
     projections, keys = _key_projections(model), []
     if not projections:
-        raise ValueError(f"dino: {type(model).__name__} has no attention key projections (key or k_proj); load a ViT")
+        raise ValueError(f"dino: {type(model).__name__} has no attention key projections (key or "
+                         "k_proj); load a ViT")
     if not -len(projections) <= layer < len(projections):
-        raise ValueError(f"layer must be in [-{len(projections)}, {len(projections) - 1}] for this model, got {layer}")
-    handle = projections[layer].register_forward_hook(lambda module, args, output: keys.append(output))
+        raise ValueError(f"layer must be in [-{len(projections)}, {len(projections) - 1}] for this "
+                         f"model, got {layer}")
+    handle = projections[layer].register_forward_hook(
+        lambda module, args, output: keys.append(output))
     try:
         pixels = processor(images=image, return_tensors="pt").pixel_values
         model(pixel_values=pixels.to(model.device, model.dtype))
     finally:
         handle.remove()
-    k = F.normalize(keys[0][0].float(), dim=-1)  # (tokens, heads * head_dim): the heads side by side, as in Splice
+    # (tokens, heads * head_dim): the heads side by side, as in Splice
+    k = F.normalize(keys[0][0].float(), dim=-1)
     return k @ k.T
 
 
 def structure_distance(dino: tuple,  # (model, processor) from load_dino
                        image_a, image_b,  # PIL images or uint8 arrays (H, W, 3)
-                       layer: int = -1,  # the transformer layer whose keys are compared; -1: the last, as in Splice
+                       layer: int = -1,  # the layer whose keys are compared; -1: the last
                        ) -> float:
-    "Structure distance of Tumanyan et al. (Splice): MSE between the ViT key self-similarity matrices of two images"
+    "Structure distance (Tumanyan et al., Splice): MSE of two images' ViT key self-similarities"
     model, processor = dino
-    a, b = (Image.fromarray(_pixels(im, name)) for im, name in ((image_a, "image_a"), (image_b, "image_b")))
+    a, b = (Image.fromarray(_pixels(im, name))
+            for im, name in ((image_a, "image_a"), (image_b, "image_b")))
     return float(F.mse_loss(_key_self_similarity(model, processor, a, layer),
                             _key_self_similarity(model, processor, b, layer)))
 
@@ -300,42 +332,49 @@ def structure_distance(dino: tuple,  # (model, processor) from load_dino
 @torch.no_grad()
 def clip_score(clip: tuple,  # (model, processor) from load_clip
                image,  # PIL image or uint8 array (H, W, 3)
-               text: str,  # the prompt the image should show, e.g. an edit's target prompt; braces are dropped
+               text: str,  # the prompt the image should show, e.g. an edit's target; braces dropped
                ) -> float:
     "CLIP-Score: 100 * max(cosine(image embedding, text embedding), 0)"
     model, processor = clip
     picture = Image.fromarray(_pixels(image, "image"))
-    inputs = processor(text=[text.replace("{", "").replace("}", "")], images=[picture], return_tensors="pt",
-                       padding=True, truncation=True).to(model.device)
-    pooled = lambda out: out if torch.is_tensor(out) else out.pooler_output  # transformers 5 returns model outputs
-    image_embedding = pooled(model.get_image_features(pixel_values=inputs["pixel_values"].to(model.dtype)))
-    text_embedding = pooled(model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]))
-    return 100 * max(F.cosine_similarity(image_embedding.float(), text_embedding.float()).item(), 0.0)
+    inputs = processor(text=[text.replace("{", "").replace("}", "")], images=[picture],
+                       return_tensors="pt", padding=True, truncation=True).to(model.device)
+    # transformers 5 returns model outputs
+    pooled = lambda out: out if torch.is_tensor(out) else out.pooler_output
+    image_embedding = pooled(model.get_image_features(
+        pixel_values=inputs["pixel_values"].to(model.dtype)))
+    text_embedding = pooled(model.get_text_features(input_ids=inputs["input_ids"],
+                                                    attention_mask=inputs["attention_mask"]))
+    return 100 * max(
+        F.cosine_similarity(image_embedding.float(), text_embedding.float()).item(), 0.0)
 
 # %% ../nbs/10_metrics.ipynb #f008a9cb
 def _judged(judge, image, scene: Scene, index: int) -> tuple[str, ...]:
-    "(noun, colour) the judge sees in `image` where object `index` of `scene` is; a coat judge adds the outline"
+    "(noun, colour) the judge sees where object `index` of `scene` is; a coat judge adds outline"
     if not 0 <= index < len(scene.objects):
-        raise ValueError(f"index must name an object of the scene (0 to {len(scene.objects) - 1}), got {index}")
+        raise ValueError("index must name an object of the scene "
+                         f"(0 to {len(scene.objects) - 1}), got {index}")
     pixels = _pixels(image, "image")
     if pixels.shape != scene.image.shape:
-        raise ValueError(f"image is {pixels.shape[0]}x{pixels.shape[1]} but the scene is {scene.image.shape[0]}x"
-                         f"{scene.image.shape[1]}; judge an edit of this scene, at its size")
+        raise ValueError(f"image is {pixels.shape[0]}x{pixels.shape[1]} but the scene is "
+                         f"{scene.image.shape[0]}x{scene.image.shape[1]}; judge an edit of this "
+                         "scene, at its size")
     o = scene.objects[index]
     return judge_objects(judge, pixels, [(o.cx, o.cy)], outline=judge.outline_head is not None)[0]
 
-
+# %% ../nbs/10_metrics.ipynb #04b13de7
 def edit_success(judge,  # the toy object judge (toyjudge.load_judge)
                  image,  # the edited image: PIL or uint8 (H, W, 3), the scene's size
                  scene: Scene,  # the scene the edit started from
                  index: int,  # the object the edit was asked to change
-                 new_shape: str | None = None,  # the noun it was asked to become (a shape, or in toy world v2 a coat)
-                 new_colour: str | None = None,  # the colour it was asked to become (a colour word swapped)
-                 keep_colour: bool = False,  # also require the object's own colour (a noun swap must not recolour it)
+                 new_shape: str | None = None,  # the noun it was asked to become (a shape, or coat)
+                 new_colour: str | None = None,  # the colour it was asked to become
+                 keep_colour: bool = False,  # also require the object's own colour (no recolouring)
                  ) -> bool:
-    "Whether the judge sees what the edit asked for (`new_shape`, `new_colour` or both) where object `index` was"
+    "Whether the judge sees what the edit asked for (`new_shape`, `new_colour`) where `index` was"
     if new_shape is None and new_colour is None:
-        raise ValueError("give new_shape, new_colour or both: say what the edit asked object index to become")
+        raise ValueError("give new_shape, new_colour or both: say what the edit asked object index "
+                         "to become")
     nouns = WORLDS[judge.world].nouns
     if new_shape is not None and new_shape not in nouns:
         raise ValueError(f"new_shape must be one of {nouns}, got {new_shape!r}")
@@ -344,21 +383,25 @@ def edit_success(judge,  # the toy object judge (toyjudge.load_judge)
     if 0 <= index < len(scene.objects):
         o = scene.objects[index]
         if new_shape == o.noun:
-            raise ValueError(f"object {index} is already a {new_shape}; an edit must ask for another shape")
+            raise ValueError(f"object {index} is already a {new_shape}; an edit must ask for "
+                             "another shape")
         if new_colour == o.colour:
-            raise ValueError(f"object {index} is already {new_colour}; an edit must ask for another colour")
+            raise ValueError(f"object {index} is already {new_colour}; an edit must ask for "
+                             "another colour")
     if keep_colour and new_colour is not None:
         raise ValueError("keep_colour asks the colour to stay; it cannot go with new_colour")
     shape, colour = _judged(judge, image, scene, index)[:2]
     colour_wanted = scene.objects[index].colour if keep_colour else new_colour
-    return (new_shape is None or shape == new_shape) and (colour_wanted is None or colour == colour_wanted)
+    return ((new_shape is None or shape == new_shape)
+            and (colour_wanted is None or colour == colour_wanted))
 
-
+# %% ../nbs/10_metrics.ipynb #f8284736
 def distractor_preserved(judge,  # the toy object judge (toyjudge.load_judge)
                          image,  # the edited image: PIL or uint8 (H, W, 3), the scene's size
                          scene: Scene,  # the scene the edit started from
                          index: int,  # an object the edit was NOT asked to change
                          ) -> bool:
-    "Whether the judge still sees object `index`'s true noun (shape or coat), colour and, in coat worlds, outline"
+    "Whether the judge still sees object `index`'s true noun, colour and, in coat worlds, outline"
     o = scene.objects[index]
-    return _judged(judge, image, scene, index) == (o.noun, o.colour) + ((o.shape,) if o.kind else ())
+    return _judged(judge, image, scene, index) == ((o.noun, o.colour)
+                                                    + ((o.shape,) if o.kind else ()))

@@ -15,7 +15,8 @@ from PIL import Image
 from .attention import AttentionStore, AttnLayer, capture, cross_maps, select_layers
 from .inversion import Inversion, sample
 from .models import Bundle, UNetCost, UNetCounter, to_pil
-from .prompts import check_length, parse_prompt, refinement_mapper, replacement_mapper, word_positions
+from .prompts import (check_length, parse_prompt, refinement_mapper, replacement_mapper,
+                            word_positions)
 
 # %% auto #0
 __all__ = ['WordSwap', 'Refine', 'Reweight', 'word_swap', 'refinement', 'reweighting', 'step_window', 'cross_replace_alpha',
@@ -23,7 +24,7 @@ __all__ = ['WordSwap', 'Refine', 'Reweight', 'word_swap', 'refinement', 'reweigh
 
 # %% ../nbs/05_p2p.ipynb #57c5b2ec
 class WordSwap:
-    "Cross-attention edit of a word swap: each edit row takes the source maps with columns moved, `source @ R`"
+    "Cross-attention edit of a word swap: each edit row takes the source maps moved: `source @ R`"
     def __init__(self, mappers: torch.Tensor):  # (edits, 77, 77) from replacement_mapper
         self.mappers = mappers
 
@@ -33,8 +34,9 @@ class WordSwap:
 
 
 class Refine:
-    "Cross-attention edit of a refinement: aligned tokens take the source map, inserted tokens keep their own"
-    def __init__(self, mappers: torch.Tensor, alphas: torch.Tensor):  # (edits, 77) each, from refinement_mapper
+    "Cross-attention edit of a refinement: aligned tokens take the source map, new ones their own"
+    def __init__(self, mappers: torch.Tensor,  # (edits, 77), from refinement_mapper
+                 alphas: torch.Tensor):  # (edits, 77), from refinement_mapper
         self.mappers, self.alphas = mappers, alphas
 
     def __call__(self, source: torch.Tensor, edits: torch.Tensor) -> torch.Tensor:
@@ -45,26 +47,28 @@ class Refine:
 
 
 class Reweight:
-    "Cross-attention edit scaling token columns, alone (on the source maps) or after a swap or a refinement"
+    "Cross-attention edit scaling token columns, of the source maps or after a swap or refine"
     def __init__(self, scales: torch.Tensor,  # (edits, 77) column scales, 1 for unchanged tokens
                  base=None):  # WordSwap or Refine applied first; None: the source maps
         self.scales, self.base = scales, base
 
     def __call__(self, source: torch.Tensor, edits: torch.Tensor) -> torch.Tensor:
-        "New maps `(edits, heads, queries, 77)`: the base edit's maps with scaled columns, not renormalised"
-        maps = source.expand(len(edits), *source.shape) if self.base is None else self.base(source, edits)
+        "New maps `(edits, heads, queries, 77)`: the base edit's, columns scaled, not renormalised"
+        maps = (source.expand(len(edits), *source.shape) if self.base is None
+                else self.base(source, edits))
         return maps * self.scales.to(source)[:, None, None, :]
 
 # %% ../nbs/05_p2p.ipynb #1fbd53eb
 def word_swap(tokenizer, source: str, targets: Sequence[str]) -> WordSwap:
-    "The `WordSwap` from `source` to each of `targets` (same number of words; swapped words may differ in tokens)"
+    "The `WordSwap` from `source` to each of `targets` (same number of words, any number of tokens)"
     mappers = []
     for target in targets:
         try:
             mappers.append(replacement_mapper(tokenizer, source, target))
         except ValueError as err:
-            raise ValueError(f"target_prompt {target!r} cannot be aligned word by word with the source {source!r} "
-                             f"({err}); give it the same number of words, or use mode='refine'") from None
+            raise ValueError(f"target_prompt {target!r} cannot be aligned word by word with the "
+                             f"source {source!r} ({err}); give it the same number of words, or use "
+                             "mode='refine'") from None
     return WordSwap(torch.stack(mappers))
 
 
@@ -74,16 +78,18 @@ def refinement(tokenizer, source: str, targets: Sequence[str]) -> Refine:
     return Refine(torch.stack(mappers), torch.stack(alphas))
 
 
-def reweighting(tokenizer, targets: Sequence[str], weights: dict[str, float], base=None) -> Reweight:
-    "The `Reweight` edit scaling the columns of the words in `weights` (looked up in every target prompt)"
+def reweighting(tokenizer, targets: Sequence[str],
+                weights: dict[str, float], base=None) -> Reweight:
+    "The `Reweight` edit scaling the columns of the words in `weights`, in every target prompt"
     scales = torch.ones(len(targets), 77)
     for word, weight in weights.items():
         for row, target in enumerate(targets):
             try:
-                scales[row, word_positions(tokenizer, parse_prompt(target).text, word)] = float(weight)
+                scales[row, word_positions(tokenizer, parse_prompt(target).text,
+                                           word)] = float(weight)
             except ValueError:
-                raise ValueError(f"reweight: the word {word!r} is not in the target prompt {target!r}; reweight "
-                                 "words of the target prompt") from None
+                raise ValueError(f"reweight: the word {word!r} is not in the target prompt "
+                                 f"{target!r}; reweight words of the target prompt") from None
     return Reweight(scales, base)
 
 # %% ../nbs/05_p2p.ipynb #de144747
@@ -99,24 +105,27 @@ def step_window(steps, num_steps: int, name: str, scale: int | None = None) -> t
             raise ValueError(f"{name} must hold fractions in [0, 1] or step counts, got {steps!r}")
         if isinstance(b, float):
             if not 0 <= b <= 1:
-                raise ValueError(f"{name}: the fraction {b} is out of range; use a fraction of the steps in [0, 1] "
-                                 f"or a step count from 0 to {num_steps}")
+                raise ValueError(f"{name}: the fraction {b} is out of range; use a fraction of the "
+                                 f"steps in [0, 1] or a step count from 0 to {num_steps}")
             out.append(int(b * scale))
         else:
             if not 0 <= b <= num_steps:
-                raise ValueError(f"{name}: step {b} is out of range for {num_steps} steps; use a step count from 0 "
-                                 f"to {num_steps} or a fraction in [0, 1]")
+                raise ValueError(f"{name}: step {b} is out of range for {num_steps} steps; use a "
+                                 f"step count from 0 to {num_steps} or a fraction in [0, 1]")
             out.append(b)
     if out[0] > out[1]:
-        raise ValueError(f"{name}: start {bounds[0]} comes after end {bounds[1]}; give (start, end)")
+        raise ValueError(f"{name}: start {bounds[0]} comes after end {bounds[1]}; "
+                         "give (start, end)")
     return min(out[0], num_steps), min(out[1], num_steps)
 
-
-def cross_replace_alpha(tokenizer, targets: Sequence[str], num_steps: int, steps=0.8) -> torch.Tensor:
-    "Per-step, per-token 0/1 weights `(num_steps, edits, 77)` of the source maps: a window, or per word windows"
+# %% ../nbs/05_p2p.ipynb #908cc48a
+def cross_replace_alpha(tokenizer, targets: Sequence[str],
+                        num_steps: int, steps=0.8) -> torch.Tensor:
+    "Per-step, per-token 0/1 weights `(num_steps, edits, 77)` of the source maps, in windows"
     windows = dict(steps) if isinstance(steps, dict) else {"default_": steps}
     alpha = torch.zeros(num_steps, len(targets), 77)
-    start, end = step_window(windows.pop("default_", (0.0, 1.0)), num_steps, "cross_replace_steps", num_steps + 1)
+    start, end = step_window(windows.pop("default_", (0.0, 1.0)), num_steps, "cross_replace_steps",
+                             num_steps + 1)
     alpha[start:end] = 1
     for word, window in windows.items():
         start, end = step_window(window, num_steps, f"cross_replace_steps[{word!r}]", num_steps + 1)
@@ -130,18 +139,19 @@ def cross_replace_alpha(tokenizer, targets: Sequence[str], num_steps: int, steps
             alpha[:, row, positions] = 0
             alpha[start:end, row, positions] = 1
         if not found:
-            raise ValueError(f"cross_replace_steps: the word {word!r} is in no target prompt; key the schedule by "
-                             "words of the target prompt, or 'default_' for all the others")
+            raise ValueError(f"cross_replace_steps: the word {word!r} is in no target prompt; key "
+                             "the schedule by words of the target prompt, or 'default_' for all the"
+                             " others")
     return alpha
 
 # %% ../nbs/05_p2p.ipynb #968fa936
 class P2PController:
-    "Prompt-to-Prompt controller for `capture`: rewrites the edit rows' maps from the source row's; the loop sets `step` and `layout`"
+    "P2P controller for `capture`: edit rows' maps made from the source row's; loops set its state"
     def __init__(self, cross_edit,  # WordSwap, Refine or Reweight
                  cross_alpha: torch.Tensor,  # (steps, edits, 77) from cross_replace_alpha
-                 self_window: tuple[int, int] = (0, 0),  # steps [start, end) of self-attention injection
+                 self_window: tuple[int, int] = (0, 0),  # steps [start, end) of self injection
                  self_layers: Sequence[str] = (),  # names of the self-attention layers to inject
-                 store: AttentionStore | None = None,  # records the maps each row uses, after editing
+                 store: AttentionStore | None = None,  # records the maps each row uses (edited)
                  store_layers: Sequence[str] = ()):  # layers the store records
         self.cross_edit, self.cross_alpha, self.self_window = cross_edit, cross_alpha, self_window
         self.self_layers, self.store, self.store_layers = set(self_layers), store, set(store_layers)
@@ -149,13 +159,16 @@ class P2PController:
 
     def __call__(self, probs: torch.Tensor, layer: AttnLayer) -> torch.Tensor:
         if self.layout is None:
-            raise RuntimeError("P2PController.layout is not set: the sampling loop must set `step` and `layout`")
+            raise RuntimeError("P2PController.layout is not set: the sampling loop must set `step` "
+                               "and `layout`")
         if layer.kind == "cross":
             alpha = self.cross_alpha[self.step].to(probs)[:, None, None, :]
             if alpha.any():
-                probs = self._rewrite(probs, layer, lambda src, edits: self.cross_edit(src, edits) * alpha
+                probs = self._rewrite(probs, layer,
+                                      lambda src, edits: self.cross_edit(src, edits) * alpha
                                       + edits * (1 - alpha))
-        elif layer.name in self.self_layers and self.self_window[0] <= self.step < self.self_window[1]:
+        elif (layer.name in self.self_layers
+              and self.self_window[0] <= self.step < self.self_window[1]):
             probs = self._rewrite(probs, layer, lambda src, edits: src.expand_as(edits))
         if self.store is not None and layer.name in self.store_layers:
             self.store.step = self.step
@@ -167,39 +180,40 @@ class P2PController:
         if len(maps) != self.layout.size:
             raise RuntimeError(f"batch of {len(maps)} rows but the layout says {self.layout.size}")
         source, edits = maps[self.layout.source], maps[self.layout.edits]
-        return torch.cat([maps[:self.layout.source + 1], new_edits(source, edits), maps[self.layout.edits.stop:]]
-                         ).flatten(0, 1)
+        return torch.cat([maps[:self.layout.source + 1], new_edits(source, edits),
+                          maps[self.layout.edits.stop:]]).flatten(0, 1)
 
 # %% ../nbs/05_p2p.ipynb #bf98a2f8
-def word_masks(maps: torch.Tensor,  # (rows, r, r, 77) cross maps, e.g. averaged over layers and steps
+def word_masks(maps: torch.Tensor,  # (rows, r, r, 77) cross maps, e.g. mean over layers and steps
                positions: Sequence[Sequence[int]],  # token positions of the blend words, per row
                size: tuple[int, int], threshold: float = 0.3) -> torch.Tensor:
-    "P2P's word masks `(rows, 1, H, W)`: words' maps summed, 3x3 max-pooled, resized, divided by the max, thresholded"
+    "P2P's word masks `(rows, 1, H, W)`: maps summed, 3x3 max-pooled, resized, / max, thresholded"
     words = torch.stack([m[..., list(p)].sum(-1) for m, p in zip(maps, positions)])[:, None]
     words = F.interpolate(F.max_pool2d(words, 3, 1, padding=1), size=size)
     words = words / words.amax((2, 3), keepdim=True).clamp_min(1e-12)
     return words > threshold
 
-
+# %% ../nbs/05_p2p.ipynb #f1c0d8a8
 class LocalBlend:
-    "P2P's local blend: from step `start` on, edit latents outside the edit masks are reset to the source's; the loop sets `layout`"
-    def __init__(self, store: AttentionStore | None,  # running mean of the cross maps at `resolution`
-                 positions: Sequence[Sequence[int]] = (),  # token positions of the blend words, per conditional row
+    "P2P's local blend: from step `start` on, edit latents outside the edit masks are the source's"
+    def __init__(self, store: AttentionStore | None,  # running mean of the cross maps at resolution
+                 positions: Sequence[Sequence[int]] = (),  # blend words' tokens per conditional row
                  resolution: int = 16, threshold: float = 0.3, start: int = 0,
-                 region: torch.Tensor | None = None):  # (H, W) bool: a fixed edit region instead of word masks
-        self.store, self.positions, self.resolution = store, [list(p) for p in positions], resolution
+                 region: torch.Tensor | None = None):  # (H, W) bool: a fixed region, not word masks
+        self.store, self.positions, self.resolution = (store, [list(p) for p in positions],
+                                                       resolution)
         self.threshold, self.start, self.region = threshold, start, region
         self.step, self.layout, self.mask = 0, None, None
 
     def word_masks(self, size: tuple[int, int]) -> torch.Tensor:
-        "Masks `(rows, 1, H, W)` of the blend words of each conditional row, from the store's maps so far"
+        "Masks `(rows, 1, H, W)` of each conditional row's blend words, from the maps so far"
         maps = self.store.mean("cross", queries=self.resolution ** 2)
         maps = maps[self.layout.source:self.layout.source + self.layout.cond]
         maps = maps.reshape(len(maps), self.resolution, self.resolution, -1)
         return word_masks(maps, self.positions, size, self.threshold)
 
     def edit_masks(self, size: tuple[int, int]) -> torch.Tensor:
-        "Where each edit may differ from the source, `(edits, 1, H, W)`: source or edit word mask, or the region"
+        "Where each edit may differ from the source `(edits, 1, H, W)`: either word mask, or region"
         if self.region is not None:
             region = F.interpolate(self.region[None, None].float(), size=size, mode="area") > 0
             return region.expand(self.layout.cond - 1, -1, -1, -1)
@@ -221,8 +235,8 @@ class EditResult:
     edits: list[Image.Image]  # one image per target prompt
     prompts: list[str]  # the source prompt, then the target prompts
     latents: torch.Tensor  # (n, C, H, W) final latents, source first
-    maps: torch.Tensor  # (n, r, r, 77) cross maps as the rows used them (after editing) at the bundle's attn_res, mean over steps and layers
-    mask: torch.Tensor | None  # (edits, 1, H, W) local-blend mask of the last step (latent resolution), or None
+    maps: torch.Tensor  # (n, r, r, 77) cross maps the rows used, mean over steps and layers
+    mask: torch.Tensor | None  # (edits, 1, H, W) local-blend mask of the last step, or None
     cost: UNetCost
 
     @property
@@ -232,9 +246,10 @@ class EditResult:
 
     def __repr__(self) -> str:
         mask = "" if self.mask is None else f", blend mask covers {self.mask.float().mean():.0%}"
-        return f"EditResult(prompts={self.prompts!r}, latents={tuple(self.latents.shape)}{mask}, cost={self.cost})"
+        return (f"EditResult(prompts={self.prompts!r}, latents={tuple(self.latents.shape)}{mask}, "
+                f"cost={self.cost})")
 
-
+# %% ../nbs/05_p2p.ipynb #9291a3c8
 def _positions(tokenizer, prompt: str, words, name: str) -> list[int]:
     words = [words] if isinstance(words, str) else list(words)
     try:
@@ -245,30 +260,66 @@ def _positions(tokenizer, prompt: str, words, name: str) -> list[int]:
 
 def cross_edit_for(tokenizer, source: str, targets: Sequence[str], mode: str = "auto",
                    reweight: dict[str, float] | None = None):
-    "The cross-attention edit from `source` to `targets`: a swap, a refinement, either followed by a reweighting"
+    "The cross-attention edit from `source` to `targets`: a swap or a refinement, maybe reweighted"
     if mode not in ("auto", "replace", "refine"):
         raise ValueError(f"mode must be 'auto', 'replace' or 'refine', got {mode!r}")
-    same_words = all(len(parse_prompt(t).text.split()) == len(parse_prompt(source).text.split()) for t in targets)
+    same_words = all(len(parse_prompt(t).text.split()) == len(parse_prompt(source).text.split())
+                     for t in targets)
     if mode == "replace" or (mode == "auto" and same_words):
         base = word_swap(tokenizer, source, targets)
     else:
         base = refinement(tokenizer, source, targets)
     return base if not reweight else reweighting(tokenizer, targets, reweight, base)
 
+# %% ../nbs/05_p2p.ipynb #30473228
+def _self_layers(bundle: Bundle, latent_size: int, resolution: int, resolutions) -> list[AttnLayer]:
+    layers = select_layers(bundle.unet, None, "self", latent_size)
+    found = sorted({l.resolution(latent_size) for l in layers})
+    if resolutions is None:
+        resolutions = [r for r in found if r <= resolution]
+    missing = [r for r in resolutions if r not in found]
+    if missing:
+        raise ValueError(f"self_resolutions: no self-attention at {missing}; this UNet has it at "
+                         f"{found}")
+    return [l for l in layers if l.resolution(latent_size) in set(resolutions)]
 
+
+def _local_blend(tokenizer, source, targets, store, resolution, num_steps, words, region,
+                 threshold, start):
+    start = step_window(start, num_steps, "blend_start")[1]
+    if not 0 <= threshold < 1:
+        raise ValueError("blend_threshold must be in [0, 1) (masks are divided by their maximum), "
+                         f"got {threshold}")
+    if words is None and region is None:
+        return None
+    if words is not None and region is not None:
+        raise ValueError("give blend_words (masks from attention) or blend_region (a fixed mask), "
+                         "not both")
+    if region is not None:
+        if not isinstance(region, torch.Tensor) or region.ndim != 2:
+            raise ValueError("blend_region must be an (H, W) bool tensor, got "
+                             f"{getattr(region, 'shape', region)!r}")
+        return LocalBlend(None, (), resolution, threshold, start, region.bool())
+    if isinstance(words, str) or len(words) != 2:
+        raise ValueError(f"blend_words must be (source words, target words), got {words!r}")
+    positions = [_positions(tokenizer, source, words[0], "blend_words")]
+    positions += [_positions(tokenizer, t, words[1], "blend_words") for t in targets]
+    return LocalBlend(store, positions, resolution, threshold, start)
+
+# %% ../nbs/05_p2p.ipynb #96f6edb7
 def edit(bundle: Bundle, inversion: Inversion, target_prompt: str | Sequence[str],
-         mode: str = "auto",  # "replace" (word swap), "refine" (words added or removed) or "auto" (by word count)
-         cross_replace_steps=0.8,  # fraction, step count, (start, end), or {word: window, "default_": window}
+         mode: str = "auto",  # "replace" (word swap), "refine" (words added/removed) or "auto"
+         cross_replace_steps=0.8,  # fraction, steps, (start, end), {word: window, "default_": ...}
          self_replace_steps=0.4,  # fraction, step count or (start, end) of self-attention injection
-         self_resolutions: Sequence[int] | None = None,  # self-attention layers injected; None: those <= attn_res
+         self_resolutions: Sequence[int] | None = None,  # self-attention injected (None: <= res)
          reweight: dict[str, float] | None = None,  # {target word: scale} for the cross maps
-         blend_words: tuple | None = None,  # (source words, target words) for a local blend; None: no blend
-         blend_region: torch.Tensor | None = None,  # (H, W) bool edit region for a local blend without word masks
-         blend_threshold: float = 0.3, blend_start=0.2,  # local blend threshold and first step (fraction or count)
+         blend_words: tuple | None = None,  # (source words, target words) of a local blend, or None
+         blend_region: torch.Tensor | None = None,  # (H, W) bool region to blend, not word masks
+         blend_threshold: float = 0.3, blend_start=0.2,  # blend threshold, first step (or fraction)
          progress: bool = True,
-         corrected: str = "source",  # a Direct Inversion's gaps go to the source row ("source") or every row ("all")
+         corrected: str = "source",  # Direct Inversion's gaps go to the source row or to "all" rows
          ) -> EditResult:
-    "Prompt-to-Prompt edit of an inverted image: the source row reconstructs it, each target row edits it"
+    "Prompt-to-Prompt edit of an inverted image: the source row reconstructs it, each target edits"
     inversion.check(bundle)
     tokenizer, num_steps = bundle.tokenizer, inversion.num_steps
     targets = [target_prompt] if isinstance(target_prompt, str) else list(target_prompt)
@@ -280,50 +331,23 @@ def edit(bundle: Bundle, inversion: Inversion, target_prompt: str | Sequence[str
     cross_edit = cross_edit_for(tokenizer, source, targets, mode, reweight)
     alpha = cross_replace_alpha(tokenizer, targets, num_steps, cross_replace_steps)
     self_window = step_window(self_replace_steps, num_steps, "self_replace_steps")
-    bundle = bundle.at_latent_size(inversion.latents.shape[-1])  # read at the inversion's size (chapter 4)
+    # read at the inversion's size (chapter 4)
+    bundle = bundle.at_latent_size(inversion.latents.shape[-1])
     latent_size, resolution = bundle.latent_size, bundle.attn_res
     self_layers = _self_layers(bundle, latent_size, resolution, self_resolutions)
     read = select_layers(bundle.unet, resolution, "cross", latent_size)
     store = AttentionStore(per_step=False)
     controller = P2PController(cross_edit, alpha, self_window, [l.name for l in self_layers], store,
                                [l.name for l in read])
-    blend = _local_blend(tokenizer, source, targets, store, resolution, num_steps, blend_words, blend_region,
-                         blend_threshold, blend_start)
+    blend = _local_blend(tokenizer, source, targets, store, resolution, num_steps, blend_words,
+                         blend_region, blend_threshold, blend_start)
     controllers = [controller] if blend is None else [controller, blend]
     layers = select_layers(bundle.unet, None, "cross", latent_size) + self_layers
     with UNetCounter(bundle.unet) as cost, capture(bundle.unet, controller, layers):
-        latents = sample(bundle, inversion, [source] + targets, controllers, blend, progress, corrected)
+        latents = sample(bundle, inversion, [source] + targets, controllers, blend,
+                         progress, corrected)
     images = to_pil(bundle.decode(latents))
-    maps = torch.stack([cross_maps(store, controller.layout.source + k) for k in range(len(latents))])
+    maps = torch.stack([cross_maps(store, controller.layout.source + k)
+                        for k in range(len(latents))])
     return EditResult(images[0], images[1:], [source] + targets, latents, maps,
                       None if blend is None else blend.mask, cost)
-
-
-def _self_layers(bundle: Bundle, latent_size: int, resolution: int, resolutions) -> list[AttnLayer]:
-    layers = select_layers(bundle.unet, None, "self", latent_size)
-    found = sorted({l.resolution(latent_size) for l in layers})
-    if resolutions is None:
-        resolutions = [r for r in found if r <= resolution]
-    missing = [r for r in resolutions if r not in found]
-    if missing:
-        raise ValueError(f"self_resolutions: no self-attention at {missing}; this UNet has it at {found}")
-    return [l for l in layers if l.resolution(latent_size) in set(resolutions)]
-
-
-def _local_blend(tokenizer, source, targets, store, resolution, num_steps, words, region, threshold, start):
-    start = step_window(start, num_steps, "blend_start")[1]
-    if not 0 <= threshold < 1:
-        raise ValueError(f"blend_threshold must be in [0, 1) (masks are divided by their maximum), got {threshold}")
-    if words is None and region is None:
-        return None
-    if words is not None and region is not None:
-        raise ValueError("give blend_words (masks from attention) or blend_region (a fixed mask), not both")
-    if region is not None:
-        if not isinstance(region, torch.Tensor) or region.ndim != 2:
-            raise ValueError(f"blend_region must be an (H, W) bool tensor, got {getattr(region, 'shape', region)!r}")
-        return LocalBlend(None, (), resolution, threshold, start, region.bool())
-    if isinstance(words, str) or len(words) != 2:
-        raise ValueError(f"blend_words must be (source words, target words), got {words!r}")
-    positions = [_positions(tokenizer, source, words[0], "blend_words")]
-    positions += [_positions(tokenizer, t, words[1], "blend_words") for t in targets]
-    return LocalBlend(store, positions, resolution, threshold, start)

@@ -25,32 +25,37 @@ __all__ = ['ObjectJudge', 'object_crops', 'train_judge', 'judge_accuracy', 'save
 
 # %% ../nbs/09d_toyjudge.ipynb #25cca54b
 class ObjectJudge(torch.nn.Module):
-    "Small CNN: a 16x16 crop around an object -> noun (shape or coat), colour and, in coat worlds, outline logits"
+    "Small CNN: a 16x16 crop around an object -> noun, colour and, in coat worlds, outline logits"
     def __init__(self, world: str | World = "shapes"):
         super().__init__()
         self.world = get_world(world).name
-        conv = lambda i, o: torch.nn.Sequential(torch.nn.Conv2d(i, o, 3, padding=1), torch.nn.ReLU())
-        self.features = torch.nn.Sequential(conv(3, 32), conv(32, 32), torch.nn.MaxPool2d(2), conv(32, 64),
-                                            torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(1024, 128),
-                                            torch.nn.ReLU())
+        conv = lambda i, o: torch.nn.Sequential(torch.nn.Conv2d(i, o, 3, padding=1),
+                                                torch.nn.ReLU())
+        self.features = torch.nn.Sequential(conv(3, 32), conv(32, 32), torch.nn.MaxPool2d(2),
+                                            conv(32, 64), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                                            torch.nn.Linear(1024, 128), torch.nn.ReLU())
         self.shape_head = torch.nn.Linear(128, len(WORLDS[self.world].nouns))
         self.colour_head = torch.nn.Linear(128, len(COLOURS))
-        # in a coat world the caption never names the outline, so an edit may redraw it unnoticed by the noun head
-        self.outline_head = torch.nn.Linear(128, len(OUTLINES)) if WORLDS[self.world].coats else None
+        # in a coat world the caption never names the outline, so an edit may redraw it unnoticed
+        # by the noun head
+        self.outline_head = (torch.nn.Linear(128, len(OUTLINES)) if WORLDS[self.world].coats
+                             else None)
 
     def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
         "(noun, colour) logits, and outline logits in a coat world"
         h = self.features(crops)
-        heads = (self.shape_head, self.colour_head) + ((self.outline_head,) if self.outline_head is not None else ())
+        heads = ((self.shape_head, self.colour_head)
+                 + ((self.outline_head,) if self.outline_head is not None else ()))
         return tuple(head(h) for head in heads)
 
-
+# %% ../nbs/09d_toyjudge.ipynb #fc79d146
 def object_crops(image, centres, size: int = 16) -> torch.Tensor:
-    "Crops `(N, 3, size, size)` in [-1, 1] centred on `centres` [(x, y), ...] of an RGB image (edges repeated)"
+    "Crops `(N, 3, size, size)` in [-1, 1] of an RGB image around `centres` [(x, y), ...]"
     array = np.asarray(image, dtype=np.float32) / 127.5 - 1
     half = size // 2
     padded = np.pad(array, ((half, half), (half, half), (0, 0)), mode="edge")
-    crops = [padded[int(round(cy)):int(round(cy)) + size, int(round(cx)):int(round(cx)) + size] for cx, cy in centres]
+    crops = [padded[int(round(cy)):int(round(cy)) + size,
+                    int(round(cx)):int(round(cx)) + size] for cx, cy in centres]
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
 
 
@@ -65,7 +70,7 @@ def _judge_data(rng: np.random.Generator, n_scenes: int, world: str = "shapes"):
         labels.append(torch.tensor([OUTLINES.index(o.shape) for o in objects]))
     return crops, labels
 
-
+# %% ../nbs/09d_toyjudge.ipynb #ea2505e6
 def train_judge(steps: int = 600, batch_size: int = 128, seed: int = 0, progress: bool = True,
                 world: str | World = "shapes") -> ObjectJudge:
     "Train the judge on ground-truth crops of random scenes of `world` (seeded)"
@@ -74,7 +79,8 @@ def train_judge(steps: int = 600, batch_size: int = 128, seed: int = 0, progress
     optimizer = torch.optim.AdamW(judge.parameters(), lr=2e-3)
     for _ in tqdm(range(steps), disable=not progress, desc="training judge"):
         crops, labels = _judge_data(rng, batch_size // 2, judge.world)
-        crops = crops + 0.05 * torch.randn(crops.shape, generator=torch.Generator().manual_seed(int(rng.integers(1 << 30))))
+        crops = crops + 0.05 * torch.randn(
+            crops.shape, generator=torch.Generator().manual_seed(int(rng.integers(1 << 30))))
         loss = sum(F.cross_entropy(logits, truth) for logits, truth in zip(judge(crops), labels))
         optimizer.zero_grad(); loss.backward(); optimizer.step()
     return judge.eval().requires_grad_(False)
@@ -82,21 +88,23 @@ def train_judge(steps: int = 600, batch_size: int = 128, seed: int = 0, progress
 
 @torch.no_grad()
 def judge_accuracy(judge: ObjectJudge, seed: int = 12345, n_scenes: int = 300) -> dict:
-    "Accuracy on crops of held-out scenes: noun (`shape`), colour, both; in coat worlds outline and `all` three"
+    "Accuracy on held-out crops: noun (`shape`), colour, both; in coat worlds outline and `all`"
     crops, labels = _judge_data(np.random.default_rng([seed, 7]), n_scenes, judge.world)
     right = [logits.argmax(1) == truth for logits, truth in zip(judge(crops), labels)]
     scores = {"shape": right[0].float().mean().item(), "colour": right[1].float().mean().item(),
               "both": (right[0] & right[1]).float().mean().item()}
     if len(right) == 3:
-        scores.update(outline=right[2].float().mean().item(), all=(right[0] & right[1] & right[2]).float().mean().item())
+        scores.update(outline=right[2].float().mean().item(),
+                      all=(right[0] & right[1] & right[2]).float().mean().item())
     return {**scores, "crops": len(crops)}
 
-
+# %% ../nbs/09d_toyjudge.ipynb #6cb6f80d
 def save_judge(judge: ObjectJudge, folder=TOY_MODEL / "judge"):
     "Write the judge's weights (safetensors, with its world in the metadata) atomically"
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / "judge.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in judge.state_dict().items()}, str(tmp), metadata={"world": judge.world})
+    save_file({k: v.contiguous() for k, v in judge.state_dict().items()}, str(tmp),
+              metadata={"world": judge.world})
     os.replace(tmp, folder / "judge.safetensors")
 
 
@@ -108,8 +116,9 @@ def load_judge(folder=TOY_MODEL / "judge") -> ObjectJudge:
     judge, weights = ObjectJudge(world), load_file(path)
     missing = sorted(set(judge.state_dict()) - set(weights))
     if missing:
-        raise ValueError(f"{path} is a {world} judge without {missing[0].split('.')[0]} weights (saved by an older "
-                         f"dpl_nb); retrain it: save_judge(train_judge(world={world!r}), folder)")
+        raise ValueError(f"{path} is a {world} judge without {missing[0].split('.')[0]} weights "
+                         "(saved by an older dpl_nb); retrain it: "
+                         f"save_judge(train_judge(world={world!r}), folder)")
     judge.load_state_dict(weights)
     return judge.eval().requires_grad_(False)
 
@@ -120,7 +129,8 @@ def judge_objects(judge: ObjectJudge, image, centres,
                   ) -> list[tuple[str, ...]]:
     "The (noun, colour) the judge sees at each centre of an RGB image"
     if outline and judge.outline_head is None:
-        raise ValueError(f"a {judge.world} judge has no outline head: in that world the noun is the outline")
+        raise ValueError(f"a {judge.world} judge has no outline head: in that world the noun is "
+                         "the outline")
     picked = [logits.argmax(1).tolist() for logits in judge(object_crops(image, centres))]
     names = (WORLDS[judge.world].nouns, list(COLOURS), OUTLINES)[:3 if outline else 2]
     return [tuple(table[i] for table, i in zip(names, row)) for row in zip(*picked)]
@@ -128,17 +138,20 @@ def judge_objects(judge: ObjectJudge, image, centres,
 # %% ../nbs/09d_toyjudge.ipynb #a7a3ed05
 @torch.no_grad()
 def draw_accuracy(bundle, judge: ObjectJudge, per_noun: int = 8, steps: int = 30, seed: int = 0,
-                  min_distance: float = 60.0,  # an object pixel differs from the median colour by this much (RGB sum)
+                  min_distance: float = 60.0,  # RGB sum by which an object differs from the median
                   ) -> dict[str, float]:
     "Share of single-object samples of each noun in which the judge sees that noun"
     from dpl_nb.toymodel import sample_images  # chapter 9.2
     nouns, colours = WORLDS[judge.world].nouns, list(COLOURS)
-    asked = [(noun, colours[(i + k) % len(colours)]) for k, noun in enumerate(nouns) for i in range(per_noun)]
-    images = sample_images(bundle, [f"a {c} {n}" for n, c in asked], steps=steps, seed=seed, progress=False)
+    asked = [(noun, colours[(i + k) % len(colours)])
+             for k, noun in enumerate(nouns) for i in range(per_noun)]
+    images = sample_images(bundle, [f"a {c} {n}" for n, c in asked], steps=steps, seed=seed,
+                           progress=False)
     hits = dict.fromkeys(nouns, 0)
     for (noun, _), image in zip(asked, images):
         pixels = np.asarray(image, dtype=np.float32)
-        ys, xs = np.nonzero(np.abs(pixels - np.median(pixels.reshape(-1, 3), 0)).sum(-1) > min_distance)
+        ys, xs = np.nonzero(np.abs(pixels - np.median(pixels.reshape(-1, 3), 0)).sum(-1)
+                            > min_distance)
         if len(xs):
             hits[noun] += judge_objects(judge, image, [(xs.mean(), ys.mean())])[0][0] == noun
     return {noun: hits[noun] / per_noun for noun in nouns}

@@ -31,7 +31,7 @@ __all__ = ['noun_maps', 'attention_iou', 'map_quality', 'attention_shares', 'sho
 @torch.no_grad()
 def noun_maps(bundle: Bundle, scenes: list[Scene], timesteps=(50, 150, 250), seed: int = 0,
               batch_size: int = 50) -> list[torch.Tensor]:
-    "Per scene, the `(nouns, H, W)` cross maps of its braced nouns at image size, averaged over noise levels"
+    "Per scene, the `(nouns, H, W)` cross maps of its braced nouns, mean over noise levels"
     alphas = bundle.scheduler.alphas_cumprod
     out = []
     for start in range(0, len(scenes), batch_size):
@@ -42,9 +42,11 @@ def noun_maps(bundle: Bundle, scenes: list[Scene], timesteps=(50, 150, 250), see
         store = AttentionStore(per_step=False)
         with capture(bundle.unet, store, resolution=bundle.attn_res):
             for t in timesteps:
-                noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed * 1009 + t + start))
+                noise = torch.randn(
+                    latents.shape, generator=torch.Generator().manual_seed(seed * 1009 + t + start))
                 a = alphas[t].to(latents)
-                bundle.unet(a.sqrt() * latents + (1 - a).sqrt() * noise.to(latents), t, encoder_hidden_states=context)
+                bundle.unet(a.sqrt() * latents + (1 - a).sqrt() * noise.to(latents), t,
+                            encoder_hidden_states=context)
         maps = store.mean("cross")  # (B, queries, 77), mean over layers and noise levels
         side = int(maps.shape[1] ** 0.5)
         maps = maps.reshape(len(chunk), side, side, -1).permute(0, 3, 1, 2)
@@ -54,20 +56,22 @@ def noun_maps(bundle: Bundle, scenes: list[Scene], timesteps=(50, 150, 250), see
             out.append(torch.stack([m[p].mean(0) for p in positions]).float().cpu())
     return out
 
-
+# %% ../nbs/09c_toymaps.ipynb #51f567dc
 def _normalise(maps: torch.Tensor) -> torch.Tensor:
     low, high = maps.amin((-2, -1), keepdim=True), maps.amax((-2, -1), keepdim=True)
     return (maps - low) / (high - low).clamp_min(1e-12)
 
 
 def attention_iou(maps: torch.Tensor, masks: torch.Tensor, thresholds) -> torch.Tensor:
-    "IoU of min-max normalised `maps` `(N, H, W)` thresholded at each threshold with boolean `masks`: `(N, T)`"
-    binary = _normalise(maps)[:, None] >= torch.as_tensor(thresholds, dtype=maps.dtype)[None, :, None, None]
+    "IoU of min-max normalised `maps` `(N, H, W)`, thresholded, with boolean `masks`: `(N, T)`"
+    binary = (_normalise(maps)[:, None]
+              >= torch.as_tensor(thresholds, dtype=maps.dtype)[None, :, None, None])
     masks = masks[:, None].bool()
     return (binary & masks).sum((-2, -1)) / (binary | masks).sum((-2, -1)).clamp_min(1)
 
 
-def map_quality(maps: list[torch.Tensor], scenes: list[Scene], thresholds=np.arange(0.05, 1.0, 0.05)) -> dict:
+def map_quality(maps: list[torch.Tensor], scenes: list[Scene],
+                thresholds=np.arange(0.05, 1.0, 0.05)) -> dict:
     "Noun-map IoU at the best single threshold (all, distractor, ordinary) and pointing accuracy"
     all_maps = torch.cat(maps)
     masks = torch.from_numpy(np.concatenate([s.masks for s in scenes]))
@@ -76,40 +80,47 @@ def map_quality(maps: list[torch.Tensor], scenes: list[Scene], thresholds=np.ara
     best = int(iou.mean(0).argmax())
     peaks = all_maps.flatten(1).argmax(1)
     pointing = masks.flatten(1)[torch.arange(len(peaks)), peaks].float()
-    return {"noun_iou": iou[:, best].mean().item(), "noun_iou_distractor": iou[case, best].mean().item(),
-            "noun_iou_ordinary": iou[~case, best].mean().item(), "threshold": float(thresholds[best]),
-            "noun_pointing": pointing.mean().item(), "noun_pointing_distractor": pointing[case].mean().item(),
+    return {"noun_iou": iou[:, best].mean().item(),
+            "noun_iou_distractor": iou[case, best].mean().item(),
+            "noun_iou_ordinary": iou[~case, best].mean().item(),
+            "threshold": float(thresholds[best]),
+            "noun_pointing": pointing.mean().item(),
+            "noun_pointing_distractor": pointing[case].mean().item(),
             "noun_pointing_ordinary": pointing[~case].mean().item(), "maps": len(all_maps)}
 
 # %% ../nbs/09c_toymaps.ipynb #22551d3e
 @torch.no_grad()
 def attention_shares(bundle: Bundle, scenes: list[Scene], t: int = 250, seed: int = 0) -> dict:
-    "How the attn_res cross-attention of noised `scenes` splits over the start token, the words and the tail; noun contrast and dominance"
+    "How cross-attention splits over start token, words and tail; the nouns' contrast and dominance"
     images = scene_images(scenes)
     latents = bundle.encode(images)
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed)).to(latents)
     a = bundle.scheduler.alphas_cumprod[t].to(latents)
     store = AttentionStore(per_step=False)
     with capture(bundle.unet, store, resolution=bundle.attn_res):
-        bundle.unet(a.sqrt() * latents + (1 - a).sqrt() * noise, t, encoder_hidden_states=encode_prompts(bundle, [s.braced for s in scenes]))
+        bundle.unet(a.sqrt() * latents + (1 - a).sqrt() * noise, t,
+                    encoder_hidden_states=encode_prompts(bundle, [s.braced for s in scenes]))
     maps = store.mean("cross").float().cpu()  # (B, pixels, 77)
-    ids = bundle.tokenizer([s.caption for s in scenes], padding="max_length", max_length=maps.shape[-1], return_tensors="pt").input_ids
+    ids = bundle.tokenizer([s.caption for s in scenes], padding="max_length",
+                           max_length=maps.shape[-1], return_tensors="pt").input_ids
     tail = (maps * tail_slots(ids, bundle.tokenizer.eos_token_id)[:, None]).sum(-1).mean().item()
     side = int(round(maps.shape[1] ** 0.5))
     contrast, dominance = [], []
     for scene, m in zip(scenes, maps):
-        cover = F.interpolate(torch.from_numpy(scene.masks[:, None]).float(), size=(side, side), mode="area").flatten(1) > 0.5
+        cover = F.interpolate(torch.from_numpy(scene.masks[:, None]).float(),
+                              size=(side, side), mode="area").flatten(1) > 0.5
         for positions, inside in zip(parse_prompt(scene.braced, bundle.tokenizer).positions, cover):
             noun = m[:, positions].mean(-1)
             contrast.append((noun[inside].mean() / noun[~inside].mean()).item())
             dominance.append(1 - attention_balancing(m.reshape(side, side, -1), [positions]).item())
     start = maps[..., 0].mean().item()
-    return {"start": start, "words": 1 - start - tail, "tail": tail, "noun_contrast": float(np.mean(contrast)),
+    return {"start": start, "words": 1 - start - tail, "tail": tail,
+            "noun_contrast": float(np.mean(contrast)),
             "noun_dominance": float(np.mean(dominance))}
 
 # %% ../nbs/09c_toymaps.ipynb #f424d326
 def show_noun_maps(scenes: list[Scene], maps: list[torch.Tensor], size: float = 1.35):
-    "For each scene, the image and the map of each braced noun with the outline of its object's mask"
+    "For each scene, the image and the map of each braced noun with the outline of its object"
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(len(scenes), 3, figsize=(3 * size, len(scenes) * size), squeeze=False)
     for row, scene, m in zip(axs, scenes, maps):
@@ -128,12 +139,13 @@ def run_world(run_dir) -> str:
     "The toy world a training run's snapshots were trained on (runs from before v2: 'shapes')"
     snapshots = sorted((Path(run_dir) / "snapshots").glob("step_*"))
     if not snapshots:
-        raise FileNotFoundError(f"{run_dir} has no snapshots/step_*; train with train_toy_model first")
+        raise FileNotFoundError(f"{run_dir} has no snapshots/step_*; train with train_toy_model "
+                                "first")
     return json.loads((snapshots[0] / "dpl_nb.json").read_text())["config"].get("world", "shapes")
 
 
 def select_snapshot(run_dir, validation: list[Scene] | None = None) -> list[dict]:
-    "Score every EMA snapshot of a training run by noun-map quality on `validation` (default: 60 scenes, seed 7), with and without colour words"
+    "Noun-map quality of each EMA snapshot of a run on `validation`, with and without colour words"
     from dpl_nb.models import load_bundle
     validation = validation or toymo_set(seed=7, n=60, world=run_world(run_dir))
     shape_words = [without_colours(s) for s in validation]
@@ -141,25 +153,28 @@ def select_snapshot(run_dir, validation: list[Scene] | None = None) -> list[dict
     for folder in sorted((Path(run_dir) / "snapshots").glob("step_*")):
         bundle = load_bundle(folder)
         quality = map_quality(noun_maps(bundle, validation), validation)
-        quality["noun_pointing_shape_words"] = map_quality(noun_maps(bundle, shape_words), shape_words)["noun_pointing"]
+        quality["noun_pointing_shape_words"] = map_quality(noun_maps(bundle, shape_words),
+                                                           shape_words)["noun_pointing"]
         scores.append({"step": int(folder.name.split("_")[1]), "folder": str(folder), **quality})
     return scores
 
 
 def snapshot_score(quality: dict) -> float:
-    "Noun-map quality of a snapshot: the mean of its noun IoU, its pointing accuracy and its pointing with shape words only"
-    return (quality["noun_iou"] + quality["noun_pointing"] + quality["noun_pointing_shape_words"]) / 3
+    "A snapshot's noun-map quality: the mean of noun IoU, pointing and shape-word pointing"
+    return (quality["noun_iou"] + quality["noun_pointing"]
+            + quality["noun_pointing_shape_words"]) / 3
 
-
+# %% ../nbs/09c_toymaps.ipynb #b946f348
 def ship_toy_model(run_dir, dest=TOY_MODEL) -> dict:
-    "Copy the snapshot with the best validation noun-map score, its training log and scores into `dest`"
+    "Copy the snapshot with the best validation noun-map score, its log and scores into `dest`"
     scores = select_snapshot(run_dir)
     chosen = max(scores, key=snapshot_score)
     tmp = Path(str(dest) + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(chosen["folder"], tmp)
     meta = json.loads((tmp / "dpl_nb.json").read_text())
-    meta.update(selection={"by": "mean of validation noun_iou, noun_pointing and noun_pointing_shape_words (60 scenes, seed 7)",
+    meta.update(selection={"by": "mean of validation noun_iou, noun_pointing and "
+                                 "noun_pointing_shape_words (60 scenes, seed 7)",
                            "chosen": chosen, "snapshots": scores},
                 toymo_sha256=scenes_checksum(toymo_set(world=run_world(run_dir))))
     (tmp / "dpl_nb.json").write_text(json.dumps(meta, indent=1))

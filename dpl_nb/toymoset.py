@@ -9,7 +9,8 @@ import hashlib
 
 import numpy as np
 
-from .toyworld import COLOURS, Scene, World, get_world, place_objects, render_scene, scene_world
+from .toyworld import (COLOURS, Scene, World, get_world, place_objects,
+                             render_scene, scene_world)
 
 
 # %% auto #0
@@ -27,7 +28,8 @@ def toymo_set(seed: int = 2023, n: int = 100,
         distractor = i % 5 < 2
         if distractor and rng.random() < 0.5:  # similar nouns, any colours
             first = str(rng.choice(list(similar)))
-            kinds = [(first, str(rng.choice(list(COLOURS)))), (similar[first], str(rng.choice(list(COLOURS))))]
+            kinds = [(first, str(rng.choice(list(COLOURS)))),
+                     (similar[first], str(rng.choice(list(COLOURS))))]
         elif distractor:  # same colour, different nouns
             colour, (s1, s2) = str(rng.choice(list(COLOURS))), rng.choice(nouns, 2, replace=False)
             kinds = [(str(s1), colour), (str(s2), colour)]
@@ -44,7 +46,9 @@ def scenes_checksum(scenes: list[Scene]) -> str:
     "SHA-256 of the images, masks and captions of `scenes`"
     digest = hashlib.sha256()
     for s in scenes:
-        digest.update(s.image.tobytes()); digest.update(np.packbits(s.masks).tobytes()); digest.update(s.braced.encode())
+        digest.update(s.image.tobytes())
+        digest.update(np.packbits(s.masks).tobytes())
+        digest.update(s.braced.encode())
     return digest.hexdigest()
 
 # %% ../nbs/09a_toymoset.ipynb #87b654ba
@@ -59,12 +63,13 @@ def swap_target(scene: Scene) -> tuple[str, str, str]:
 
 # %% ../nbs/09a_toymoset.ipynb #966ab430
 def recolour_target(scene: Scene) -> tuple[str, str, str, str]:
-    "The colour swap the experiments make: (noun, old colour, new colour, target prompt) for the first object"
+    "The recolouring the experiments make: (noun, old colour, new colour, target prompt)"
     first, other = scene.objects[0], scene.objects[1]
     names = list(COLOURS)
-    new = next(c for c in names[names.index(first.colour) + 1:] + names if c not in (first.colour, other.colour))
+    new = next(c for c in names[names.index(first.colour) + 1:] + names
+               if c not in (first.colour, other.colour))
     phrase = f"{first.colour} {{{first.noun}}}"
     if phrase not in scene.braced:
-        raise ValueError(f"the prompt {scene.braced!r} does not name the first object as {phrase!r}; "
-                         f"recolour_target needs a caption of the scene (caption_for)")
+        raise ValueError(f"the prompt {scene.braced!r} does not name the first object as "
+                         f"{phrase!r}; recolour_target needs a caption of the scene (caption_for)")
     return first.noun, first.colour, new, scene.braced.replace(phrase, f"{new} {{{first.noun}}}", 1)

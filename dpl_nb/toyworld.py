@@ -14,9 +14,9 @@ from PIL import Image
 
 # %% auto #0
 __all__ = ['SHAPES', 'COLOURS', 'SIMILAR', 'TOY_VOCABULARY', 'SIZE', 'MAX_OBJECTS', 'KINDS', 'SIMILAR_KINDS', 'OUTLINES', 'DARK',
-           'WORLDS', 'World', 'get_world', 'shape_coverage', 'coat_pattern', 'ToyObject', 'Scene', 'scene_images',
-           'caption_for', 'render_scene', 'place_objects', 'random_scene', 'scene_world', 'is_distractor', 'redraw',
-           'without_colours']
+           'WORLDS', 'World', 'get_world', 'shape_coverage', 'ToyObject', 'Scene', 'scene_images', 'caption_for',
+           'render_scene', 'place_objects', 'random_scene', 'scene_world', 'is_distractor', 'redraw', 'without_colours',
+           'coat_pattern']
 
 # %% ../nbs/09_toyworld.ipynb #ac1e97a3
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
@@ -26,7 +26,7 @@ SIMILAR = {"circle": "ring", "ring": "circle", "square": "diamond", "diamond": "
 TOY_VOCABULARY = ("a", "and", ",") + SHAPES + tuple(COLOURS)
 SIZE = 32  # scenes are SIZE x SIZE RGB
 MAX_OBJECTS = 3  # a scene holds one to MAX_OBJECTS objects
-# toy world v2: the noun names an object's coat, drawn in its colour on an outline the caption never names
+# toy world v2: a noun names an object's coat, in its colour, on an outline the caption never names
 KINDS = ("cat", "tiger", "zebra", "leopard", "giraffe", "panda")
 SIMILAR_KINDS = {"tiger": "zebra", "zebra": "tiger", "giraffe": "panda", "panda": "giraffe"}
 OUTLINES = ("circle", "square", "diamond")
@@ -35,18 +35,19 @@ DARK = 0.35  # a coat's dark tone: the object's colour times DARK
 
 @dataclass(frozen=True)
 class World:
-    "A toy world: the nouns its captions name, their look-alike pairs, the smallest radius, whether nouns name coats"
+    "A toy world: its nouns, their look-alike pairs, the smallest radius, whether nouns name coats"
     name: str
     nouns: tuple[str, ...]
     similar: dict
     r_min: float
-    coats: bool  # True: a noun names a coat (v2) on a random outline; False: a noun names the outline (v1)
+    coats: bool  # True: a noun names a coat on a random outline (v2); False: the outline (v1)
 
     @property
     def vocabulary(self) -> tuple[str, ...]: return ("a", "and", ",") + self.nouns + tuple(COLOURS)
 
 
-WORLDS = {"shapes": World("shapes", SHAPES, SIMILAR, 4.5, False), "coats": World("coats", KINDS, SIMILAR_KINDS, 5.5, True)}
+WORLDS = {"shapes": World("shapes", SHAPES, SIMILAR, 4.5, False),
+          "coats": World("coats", KINDS, SIMILAR_KINDS, 5.5, True)}
 
 
 def get_world(world: str | World) -> World:
@@ -81,10 +82,157 @@ def shape_coverage(shape: str, cx: float, cy: float, radius: float, size: int = 
         raise ValueError(f"unknown shape {shape!r}; choose one of {SHAPES}")
     return inside.reshape(size, supersample, size, supersample).mean((1, 3))
 
+# %% ../nbs/09_toyworld.ipynb #aabbe500
+@dataclass
+class ToyObject:
+    "One object of a toy scene: outline, colour, centre (x, y), radius in pixels; in v2 its coat"
+    shape: str
+    colour: str
+    cx: float
+    cy: float
+    radius: float
+    kind: str | None = None  # v2: the coat (one of KINDS) the caption names; None: v1, the shape
 
+    @property
+    def noun(self) -> str:
+        "The word the caption names this object by"
+        return self.kind or self.shape
+
+
+@dataclass
+class Scene:
+    "A toy scene: `image` (32, 32, 3) uint8, a mask per object, and the caption plain and braced"
+    image: np.ndarray
+    masks: np.ndarray
+    objects: list[ToyObject]
+    caption: str
+    braced: str
+
+    @property
+    def pil(self) -> Image.Image: return Image.fromarray(self.image)
+
+
+def scene_images(scenes: list[Scene]) -> torch.Tensor:
+    "The scenes' images as a batch `(B, 3, 32, 32)` in [-1, 1], what the toy model reads"
+    return (torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float()
+            / 127.5 - 1)
+
+# %% ../nbs/09_toyworld.ipynb #e2052a60
+def caption_for(objects: list[ToyObject], with_colour: bool = True) -> tuple[str, str]:
+    "Caption of `objects` ('a red circle and a blue square') and the same with braces on the nouns"
+    phrases = [(f"a {o.colour} " if with_colour else "a ", o.noun) for o in objects]
+    join = lambda parts: (parts[0] if len(parts) == 1
+                          else ", ".join(parts[:-1]) + " and " + parts[-1])
+    return join([p + s for p, s in phrases]), join([p + "{" + s + "}" for p, s in phrases])
+
+# %% ../nbs/09_toyworld.ipynb #a9b21f18
+def _background(rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
+    level, tint = rng.uniform(0.30, 0.60), rng.normal(0, 0.03, 3)
+    angle, amplitude = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.10)
+    ramp = np.linspace(-0.5, 0.5, size)
+    gradient = amplitude * (np.cos(angle) * ramp[None, :] + np.sin(angle) * ramp[:, None])
+    return np.clip(level + tint[None, None] + gradient[..., None]
+                   + rng.normal(0, 0.02, (size, size, 3)), 0, 1)
+
+
+def _pick_objects(rng: np.random.Generator, n: int, p_same_colour: float, p_similar: float,
+                  world: World = WORLDS["shapes"]) -> list[tuple[str, str]]:
+    picked = []
+    for _ in range(n):
+        shape, colour = rng.choice(world.nouns), rng.choice(list(COLOURS))
+        if picked and rng.random() < p_same_colour:
+            colour = picked[rng.integers(len(picked))][1]
+        if picked and rng.random() < p_similar:
+            shape = world.similar.get(picked[rng.integers(len(picked))][0], shape)
+        picked.append((str(shape), str(colour)))
+    return picked
+
+
+def _place(rng: np.random.Generator, n: int, size: int = SIZE,
+           r_min: float = 4.5) -> list[tuple[float, float, float]]:
+    r_max = 8.0 if n < 3 else 6.5
+    for _ in range(100):
+        placed = []
+        for _ in range(n):
+            r = rng.uniform(r_min, r_max)
+            for _ in range(30):
+                cx, cy = rng.uniform(r + 0.5, size - r - 0.5, 2)
+                if all(np.hypot(cx - x, cy - y) > r + q + 1.5 for x, y, q in placed):
+                    placed.append((cx, cy, r))
+                    break
+        if len(placed) == n:
+            return placed
+    raise RuntimeError(f"could not place {n} objects without overlap")
+
+# %% ../nbs/09_toyworld.ipynb #7113d77f
+def render_scene(objects: list[ToyObject], rng: np.random.Generator,
+                 with_colour: bool = True) -> Scene:
+    "Draw `objects` on a textured background; a mask holds the pixels its object covers over half"
+    image, masks = _background(rng), []
+    for o in objects:
+        cover = shape_coverage(o.shape, o.cx, o.cy, o.radius)[..., None]
+        paint = np.array(COLOURS[o.colour]) / 255
+        if o.kind is not None:  # v2: the coat darkens the colour where its pattern is
+            paint = paint * (1 - (1 - DARK) * coat_pattern(o.kind, o.cx, o.cy, o.radius)[..., None])
+        image = image * (1 - cover) + paint * cover
+        masks.append(cover[..., 0] >= 0.5)
+    caption, braced = caption_for(objects, with_colour)
+    return Scene((image * 255).round().astype(np.uint8), np.stack(masks), objects, caption, braced)
+
+# %% ../nbs/09_toyworld.ipynb #c94dfaa5
+def place_objects(rng: np.random.Generator, world: World,
+                  kinds: list[tuple[str, str]]) -> list[ToyObject]:
+    "Place objects of the given (noun, colour); in a coat world each also draws a random outline"
+    placed = _place(rng, len(kinds), r_min=world.r_min)
+    if not world.coats:
+        return [ToyObject(s, c, cx, cy, r) for (s, c), (cx, cy, r) in zip(kinds, placed)]
+    return [ToyObject(str(rng.choice(OUTLINES)), c, cx, cy, r, kind=k)
+            for (k, c), (cx, cy, r) in zip(kinds, placed)]
+
+
+def random_scene(rng: np.random.Generator, n_objects: int | None = None,
+                 p_same_colour: float = 0.25, p_similar: float = 0.2, p_colour_words: float = 0.65,
+                 world: str | World = "shapes",  # "shapes" (v1: nouns name shapes) or "coats" (v2)
+                 ) -> Scene:
+    "A random scene of 1-3 objects (25/55/20%) with distractors (shared colours, similar nouns)"
+    world = get_world(world)
+    n = n_objects or int(rng.choice([1, 2, 3], p=[0.25, 0.55, 0.20]))
+    objects = place_objects(rng, world, _pick_objects(rng, n, p_same_colour, p_similar, world))
+    return render_scene(objects, rng, with_colour=bool(rng.random() < p_colour_words))
+
+
+def scene_world(scene: Scene) -> World:
+    "The toy world a scene belongs to: 'coats' when its objects wear coats, else 'shapes'"
+    return WORLDS["coats" if any(o.kind for o in scene.objects) else "shapes"]
+
+
+def is_distractor(scene: Scene) -> bool:
+    "Whether two objects share a colour or have the same or similar nouns (circle/ring, ...)"
+    objs, similar = scene.objects, scene_world(scene).similar
+    return any(a.colour == b.colour or a.noun == b.noun or similar.get(a.noun) == b.noun
+               for i, a in enumerate(objs) for b in objs[i + 1:])
+
+# %% ../nbs/09_toyworld.ipynb #bf2d8a3f
+def redraw(scene: Scene, index: int = 0, seed: int = 0, **changes) -> tuple[Scene, Scene]:
+    "`scene` and its edit (object `index` with `changes`, as `shape='triangle'`) on one background"
+    if not 0 <= index < len(scene.objects):
+        raise ValueError("index must name an object of the scene "
+                         f"(0 to {len(scene.objects) - 1}), got {index}")
+    edited = list(scene.objects)
+    edited[index] = replace(edited[index], **changes)
+    return (render_scene(list(scene.objects), np.random.default_rng(seed)),
+            render_scene(edited, np.random.default_rng(seed)))
+
+# %% ../nbs/09_toyworld.ipynb #7b7636bd
+def without_colours(scene: Scene) -> Scene:
+    "The same scene with captions that name the shapes only: 'a {circle} and a {square}'"
+    caption, braced = caption_for(list(scene.objects), with_colour=False)
+    return replace(scene, caption=caption, braced=braced)
+
+# %% ../nbs/09_toyworld.ipynb #207af125
 def coat_pattern(kind: str, cx: float, cy: float, radius: float, size: int = SIZE,
                  supersample: int = 4) -> np.ndarray:
-    "Share of each pixel in the dark tone of coat `kind` (0: the object's colour, 1: dark) for an object at (cx, cy) of `radius`"
+    "Share of each pixel in the dark tone of coat `kind` (0: colour, 1: dark), object at (cx, cy)"
     n = size * supersample
     coords = (np.arange(n) + 0.5) / supersample
     x, y = np.broadcast_arrays(coords[None, :] - cx, coords[:, None] - cy)
@@ -103,143 +251,3 @@ def coat_pattern(kind: str, cx: float, cy: float, radius: float, size: int = SIZ
     else:
         raise ValueError(f"unknown coat {kind!r}; choose one of {KINDS}")
     return dark.reshape(size, supersample, size, supersample).mean((1, 3))
-
-# %% ../nbs/09_toyworld.ipynb #aabbe500
-@dataclass
-class ToyObject:
-    "One object of a toy scene: shape (its outline), colour, centre (x, y), radius in pixels; in v2 also its coat"
-    shape: str
-    colour: str
-    cx: float
-    cy: float
-    radius: float
-    kind: str | None = None  # v2: the coat (one of KINDS) the caption names; None: the caption names the shape (v1)
-
-    @property
-    def noun(self) -> str:
-        "The word the caption names this object by"
-        return self.kind or self.shape
-
-
-@dataclass
-class Scene:
-    "A toy scene: `image` (32, 32, 3) uint8, one boolean mask per object, the caption with and without braces"
-    image: np.ndarray
-    masks: np.ndarray
-    objects: list[ToyObject]
-    caption: str
-    braced: str
-
-    @property
-    def pil(self) -> Image.Image: return Image.fromarray(self.image)
-
-
-def scene_images(scenes: list[Scene]) -> torch.Tensor:
-    "The scenes' images as a batch `(B, 3, 32, 32)` in [-1, 1], what the toy model reads"
-    return torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
-def caption_for(objects: list[ToyObject], with_colour: bool = True) -> tuple[str, str]:
-    "Caption of `objects` ('a red circle and a blue square') and the same with braces on the nouns"
-    phrases = [(f"a {o.colour} " if with_colour else "a ", o.noun) for o in objects]
-    join = lambda parts: parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return join([p + s for p, s in phrases]), join([p + "{" + s + "}" for p, s in phrases])
-
-
-def _background(rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
-    level, tint = rng.uniform(0.30, 0.60), rng.normal(0, 0.03, 3)
-    angle, amplitude = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.10)
-    ramp = np.linspace(-0.5, 0.5, size)
-    gradient = amplitude * (np.cos(angle) * ramp[None, :] + np.sin(angle) * ramp[:, None])
-    return np.clip(level + tint[None, None] + gradient[..., None] + rng.normal(0, 0.02, (size, size, 3)), 0, 1)
-
-
-def _pick_objects(rng: np.random.Generator, n: int, p_same_colour: float, p_similar: float,
-                  world: World = WORLDS["shapes"]) -> list[tuple[str, str]]:
-    picked = []
-    for _ in range(n):
-        shape, colour = rng.choice(world.nouns), rng.choice(list(COLOURS))
-        if picked and rng.random() < p_same_colour:
-            colour = picked[rng.integers(len(picked))][1]
-        if picked and rng.random() < p_similar:
-            shape = world.similar.get(picked[rng.integers(len(picked))][0], shape)
-        picked.append((str(shape), str(colour)))
-    return picked
-
-
-def _place(rng: np.random.Generator, n: int, size: int = SIZE, r_min: float = 4.5) -> list[tuple[float, float, float]]:
-    r_max = 8.0 if n < 3 else 6.5
-    for _ in range(100):
-        placed = []
-        for _ in range(n):
-            r = rng.uniform(r_min, r_max)
-            for _ in range(30):
-                cx, cy = rng.uniform(r + 0.5, size - r - 0.5, 2)
-                if all(np.hypot(cx - x, cy - y) > r + q + 1.5 for x, y, q in placed):
-                    placed.append((cx, cy, r))
-                    break
-        if len(placed) == n:
-            return placed
-    raise RuntimeError(f"could not place {n} objects without overlap")
-
-
-def render_scene(objects: list[ToyObject], rng: np.random.Generator, with_colour: bool = True) -> Scene:
-    "Draw `objects` on a textured background; an object's mask holds the pixels it covers more than half"
-    image, masks = _background(rng), []
-    for o in objects:
-        cover = shape_coverage(o.shape, o.cx, o.cy, o.radius)[..., None]
-        paint = np.array(COLOURS[o.colour]) / 255
-        if o.kind is not None:  # v2: the coat darkens the colour where its pattern is
-            paint = paint * (1 - (1 - DARK) * coat_pattern(o.kind, o.cx, o.cy, o.radius)[..., None])
-        image = image * (1 - cover) + paint * cover
-        masks.append(cover[..., 0] >= 0.5)
-    caption, braced = caption_for(objects, with_colour)
-    return Scene((image * 255).round().astype(np.uint8), np.stack(masks), objects, caption, braced)
-
-
-def place_objects(rng: np.random.Generator, world: World, kinds: list[tuple[str, str]]) -> list[ToyObject]:
-    "Place objects of the given (noun, colour); in a coat world each also draws a random outline"
-    placed = _place(rng, len(kinds), r_min=world.r_min)
-    if not world.coats:
-        return [ToyObject(s, c, cx, cy, r) for (s, c), (cx, cy, r) in zip(kinds, placed)]
-    return [ToyObject(str(rng.choice(OUTLINES)), c, cx, cy, r, kind=k)
-            for (k, c), (cx, cy, r) in zip(kinds, placed)]
-
-
-def random_scene(rng: np.random.Generator, n_objects: int | None = None, p_same_colour: float = 0.25,
-                 p_similar: float = 0.2, p_colour_words: float = 0.65,
-                 world: str | World = "shapes",  # "shapes" (v1: nouns name shapes) or "coats" (v2: nouns name coats)
-                 ) -> Scene:
-    "A random scene of 1-3 objects (25/55/20%) with distractors (shared colours, similar nouns)"
-    world = get_world(world)
-    n = n_objects or int(rng.choice([1, 2, 3], p=[0.25, 0.55, 0.20]))
-    objects = place_objects(rng, world, _pick_objects(rng, n, p_same_colour, p_similar, world))
-    return render_scene(objects, rng, with_colour=bool(rng.random() < p_colour_words))
-
-
-def scene_world(scene: Scene) -> World:
-    "The toy world a scene belongs to: 'coats' when its objects wear coats, else 'shapes'"
-    return WORLDS["coats" if any(o.kind for o in scene.objects) else "shapes"]
-
-
-def is_distractor(scene: Scene) -> bool:
-    "Whether two objects share a colour or have the same or similar nouns (circle/ring, square/diamond; tiger/zebra, giraffe/panda)"
-    objs, similar = scene.objects, scene_world(scene).similar
-    return any(a.colour == b.colour or a.noun == b.noun or similar.get(a.noun) == b.noun
-               for i, a in enumerate(objs) for b in objs[i + 1:])
-
-# %% ../nbs/09_toyworld.ipynb #bf2d8a3f
-def redraw(scene: Scene, index: int = 0, seed: int = 0, **changes) -> tuple[Scene, Scene]:
-    "`scene` and its edit (object `index` with `changes`, e.g. `shape='triangle'`) drawn on one background"
-    if not 0 <= index < len(scene.objects):
-        raise ValueError(f"index must name an object of the scene (0 to {len(scene.objects) - 1}), got {index}")
-    edited = list(scene.objects)
-    edited[index] = replace(edited[index], **changes)
-    return (render_scene(list(scene.objects), np.random.default_rng(seed)),
-            render_scene(edited, np.random.default_rng(seed)))
-
-# %% ../nbs/09_toyworld.ipynb #7b7636bd
-def without_colours(scene: Scene) -> Scene:
-    "The same scene with captions that name the shapes only: 'a {circle} and a {square}'"
-    caption, braced = caption_for(list(scene.objects), with_colour=False)
-    return replace(scene, caption=caption, braced=braced)
