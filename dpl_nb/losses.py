@@ -21,14 +21,15 @@ __all__ = ['word_maps', 'gaussian_kernel', 'smooth', 'attention_balancing', 'dis
 def _check_maps(maps) -> torch.Tensor:
     "`maps` if it is a floating-point `(H, W, tokens)` tensor, else a clear error"
     if not isinstance(maps, torch.Tensor) or maps.ndim != 3 or not maps.is_floating_point():
-        got = f"shape {tuple(maps.shape)}, {maps.dtype}" if isinstance(maps, torch.Tensor) else type(maps).__name__
-        raise ValueError(f"maps must be a floating-point tensor (H, W, tokens), e.g. 16x16x77 cross-attention maps "
-                         f"averaged over layers and heads; got {got}")
+        got = (f"shape {tuple(maps.shape)}, {maps.dtype}" if isinstance(maps, torch.Tensor)
+               else type(maps).__name__)
+        raise ValueError(f"maps must be a floating-point tensor (H, W, tokens), e.g. 16x16x77 "
+                         f"cross-attention maps averaged over layers and heads; got {got}")
     return maps
 
 
 def _word_positions(positions, tokens: int) -> list[list[int]]:
-    "`positions` as one list of token positions per word, checked against `tokens`; a bare int is a one-token word"
+    "`positions` as one list of token positions per word, checked; a bare int is a one-token word"
     def word(p):
         try:
             return [operator.index(p)]
@@ -37,21 +38,23 @@ def _word_positions(positions, tokens: int) -> list[list[int]]:
     try:
         words = [word(p) for p in positions]
     except TypeError:
-        raise ValueError(f"positions must hold one list of token positions per word, e.g. [[2], [5]] for "
-                         f"'a cat and a dog'; got {positions!r}") from None
+        raise ValueError(f"positions must hold one list of token positions per word, e.g. "
+                         f"[[2], [5]] for 'a cat and a dog'; got {positions!r}") from None
     if not words:
-        raise ValueError("positions is empty: give the token positions of at least one word, e.g. [[2], [5]] "
-                         "for 'a cat and a dog'")
+        raise ValueError("positions is empty: give the token positions of at least one word, "
+                         "e.g. [[2], [5]] for 'a cat and a dog'")
     for w in words:
         if not w:
-            raise ValueError(f"positions: a word has no token positions in {positions!r}; give each word at least one")
+            raise ValueError(f"positions: a word has no token positions in {positions!r}; "
+                             f"give each word at least one")
         bad = [p for p in w if not 0 <= p < tokens]
         if bad:
-            raise ValueError(f"positions: token position {bad[0]} is out of range for maps with {tokens} tokens; "
-                             f"positions count from 0 (the start token), so 'cat' in 'a cat' is 2")
+            raise ValueError(f"positions: token position {bad[0]} is out of range for maps with "
+                             f"{tokens} tokens; positions count from 0 (the start token), "
+                             f"so 'cat' in 'a cat' is 2")
     return words
 
-
+# %% ../nbs/07_losses.ipynb #5d2a8c47
 def word_maps(maps: torch.Tensor,  # (H, W, tokens) cross-attention maps
               positions: Sequence[Sequence[int]],  # token positions of each word, e.g. [[2], [5]]
               ) -> torch.Tensor:
@@ -64,9 +67,10 @@ def gaussian_kernel(size: int = 3,  # side, odd
                     sigma: float = 0.5,  # width, as Attend-and-Excite defines it
                     dtype: torch.dtype | None = None,  # None: torch's default dtype
                     ) -> torch.Tensor:
-    "Attend-and-Excite's 2-D Gaussian `(size, size)`: outer product of the normalised weights exp(-((x - c) / 2 sigma)^2)"
+    "Attend-and-Excite's Gaussian `(size, size)`: outer product of exp(-((x - c) / 2 sigma)^2)"
     if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size % 2 == 0:
-        raise ValueError(f"size must be an odd positive integer (the kernel needs a centre pixel), got {size!r}")
+        raise ValueError(f"size must be an odd positive integer (the kernel needs a centre pixel), "
+                         f"got {size!r}")
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0, got {sigma!r}")
     x = torch.arange(size, dtype=torch.float64)
@@ -79,26 +83,28 @@ def smooth(maps: torch.Tensor,  # (..., H, W)
            size: int = 3,  # kernel side, odd
            sigma: float = 0.5,  # kernel width
            ) -> torch.Tensor:
-    "`maps` blurred with `gaussian_kernel`, same shape: reflect-padded by `size // 2`, then convolved"
+    "`maps` blurred with `gaussian_kernel`, same shape: reflect-padded by `size // 2`, convolved"
     if not isinstance(maps, torch.Tensor) or maps.ndim < 2 or not maps.is_floating_point():
-        got = f"shape {tuple(maps.shape)}, {maps.dtype}" if isinstance(maps, torch.Tensor) else type(maps).__name__
+        got = (f"shape {tuple(maps.shape)}, {maps.dtype}" if isinstance(maps, torch.Tensor)
+               else type(maps).__name__)
         raise ValueError(f"maps must be a floating-point tensor (..., H, W); got {got}")
     kernel = gaussian_kernel(size, sigma, maps.dtype).to(maps.device)
     pad, (h, w) = size // 2, maps.shape[-2:]
     if min(h, w) <= pad:
-        raise ValueError(f"maps of {h}x{w} are too small to reflect-pad by {pad}; use a smaller size")
+        raise ValueError(f"maps of {h}x{w} are too small to reflect-pad by {pad}; "
+                         f"use a smaller size")
     flat = F.pad(maps.reshape(-1, 1, h, w), (pad, pad, pad, pad), mode="reflect")
     return F.conv2d(flat, kernel[None, None]).reshape(maps.shape)
 
 # %% ../nbs/07_losses.ipynb #3402527f
 def attention_balancing(maps: torch.Tensor,  # (H, W, tokens) cross-attention maps
-                        positions: Sequence[Sequence[int]],  # token positions of each word, 1 .. tokens - 2
+                        positions: Sequence[Sequence[int]],  # each word's positions, 1 to tokens-2
                         scale: float = 100.0,  # inverse temperature of the softmax over tokens
                         smoothing: bool = True,  # blur each word's map with the 3x3 Gaussian
                         reduction: str = "max",  # over words: "max" (the weakest word) or "mean"
-                        region: torch.Tensor | None = None,  # (H, W) bool: where a word's peak may be; None: anywhere
+                        region: torch.Tensor | None = None,  # (H, W) where peaks may be; None: all
                         ) -> torch.Tensor:
-    "Attend-and-Excite's L_at: 1 minus the smoothed peak of each word's re-normalised map, for the weakest word"
+    "Attend-and-Excite's L_at: 1 minus the weakest word's smoothed peak of its re-normalised map"
     maps = _check_maps(maps)
     if reduction not in ("max", "mean"):
         raise ValueError(f"reduction must be 'max' or 'mean', got {reduction!r}")
@@ -106,8 +112,9 @@ def attention_balancing(maps: torch.Tensor,  # (H, W, tokens) cross-attention ma
     words = _word_positions(positions, tokens)
     outside = [p for w in words for p in w if not 1 <= p <= tokens - 2]
     if outside:
-        raise ValueError(f"positions: token {outside[0]} cannot be balanced: attention_balancing drops the first "
-                         f"(start) and the last of the {tokens} slots, so positions must be from 1 to {tokens - 2}")
+        raise ValueError(f"positions: token {outside[0]} cannot be balanced: "
+                         f"attention_balancing drops the first (start) and the last of the "
+                         f"{tokens} slots, so positions must be from 1 to {tokens - 2}")
     text = (maps[..., 1:-1] * scale).softmax(-1)
     peaks = word_maps(text, [[p - 1 for p in w] for w in words])
     if smoothing:
@@ -115,11 +122,11 @@ def attention_balancing(maps: torch.Tensor,  # (H, W, tokens) cross-attention ma
     if region is not None:
         region = torch.as_tensor(region).to(maps.device).bool()
         if region.shape != maps.shape[:2]:
-            raise ValueError(f"region must be an (H, W) mask at the maps' resolution {tuple(maps.shape[:2])}, "
-                             f"got shape {tuple(region.shape)}")
+            raise ValueError(f"region must be an (H, W) mask at the maps' resolution "
+                             f"{tuple(maps.shape[:2])}, got shape {tuple(region.shape)}")
         if not region.any():
-            raise ValueError("region has no pixel: attention_balancing needs at least one pixel to look for peaks in; "
-                             "pass None to use the whole map")
+            raise ValueError("region has no pixel: attention_balancing needs at least one pixel to "
+                             "look for peaks in; pass None to use the whole map")
         peaks = peaks.masked_fill(~region, 0.0)
     losses = (1 - peaks.amax(dim=(-2, -1))).relu()
     return losses.max() if reduction == "max" else losses.mean()
@@ -133,7 +140,7 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def disjoint_objects(maps: torch.Tensor,  # (H, W, tokens) cross-attention maps
                      positions: Sequence[Sequence[int]],  # token positions of each word
                      ) -> torch.Tensor:
-    "DPL's L_dj: the mean cosine similarity over all pairs of word maps; 0 with fewer than two words"
+    "DPL's L_dj: the mean cosine similarity over all pairs of word maps; 0 with under two words"
     words = word_maps(maps, positions)
     if len(words) < 2:
         return maps.new_zeros(())
@@ -145,28 +152,30 @@ def _check_background(background, maps: torch.Tensor) -> torch.Tensor:
     "`background` as a tensor of `maps`' dtype, if it is an (H, W) mask at the maps' resolution"
     background = torch.as_tensor(background)
     if background.ndim != 2:
-        raise ValueError(f"background must be a 2-D (H, W) mask, got shape {tuple(background.shape)}; "
-                         f"pass one mask, not a batch")
+        raise ValueError(f"background must be a 2-D (H, W) mask, got shape "
+                         f"{tuple(background.shape)}; pass one mask, not a batch")
     (bh, bw), (h, w) = background.shape, maps.shape[:2]
     if (bh, bw) != (h, w):
-        raise ValueError(f"background mask is {bh}x{bw} but the maps are {h}x{w}; make it at the loss resolution")
+        raise ValueError(f"background mask is {bh}x{bw} but the maps are {h}x{w}; "
+                         f"make it at the loss resolution")
     return background.to(device=maps.device, dtype=maps.dtype)
 
 
 def _check_word_masks(masks, maps: torch.Tensor, words: int) -> torch.Tensor:
-    "`masks` as a tensor of `maps`' dtype, if it is one (H, W) mask per word at the maps' resolution"
+    "`masks` as a tensor of `maps`' dtype, if it is one (H, W) mask per word at their resolution"
     masks = torch.as_tensor(masks)
     if masks.shape != (words, *maps.shape[:2]):
-        raise ValueError(f"per-word masks must be ({words}, {maps.shape[0]}, {maps.shape[1]}): one mask per word "
-                         f"at the maps' resolution, got shape {tuple(masks.shape)}")
+        raise ValueError(f"per-word masks must be ({words}, {maps.shape[0]}, {maps.shape[1]}): "
+                         f"one mask per word at the maps' resolution, "
+                         f"got shape {tuple(masks.shape)}")
     return masks.to(device=maps.device, dtype=maps.dtype)
 
-
+# %% ../nbs/07_losses.ipynb #1f7c6e92
 def background_leakage(maps: torch.Tensor,  # (H, W, tokens) cross-attention maps
                        positions: Sequence[Sequence[int]],  # token positions of each word
-                       background: torch.Tensor,  # (H, W) bool, True on the background; or (K, H, W), one per word
+                       background: torch.Tensor,  # (H, W) bool background; or (K, H, W), per word
                        ) -> torch.Tensor:
-    "DPL's L_bg: the mean over words of the cosine similarity between the word's map and the background mask"
+    "DPL's L_bg: the mean over words of the cosine similarity of the word's map and the background"
     maps = _check_maps(maps)
     words = word_maps(maps, positions)
     if torch.as_tensor(background).ndim == 3:  # a leakage region per word (LossConfig.anchor)
@@ -176,16 +185,18 @@ def background_leakage(maps: torch.Tensor,  # (H, W, tokens) cross-attention map
 
 # %% ../nbs/07_losses.ipynb #38808eca
 def leak_masks(background: torch.Tensor,  # (H, W) bool background mask B
-               regions: torch.Tensor,  # (K, H, W) bool: each word's region R_k (BackgroundMasks.nouns, in word order)
+               regions: torch.Tensor,  # (K, H, W) bool: each word's region R_k, in word order
                ) -> torch.Tensor:
-    "Each word's leakage region when anchored, `(K, H, W)` bool: the background and the other words' regions, less its own"
+    "Each word's anchored leakage region `(K, H, W)`: B and the other words' regions, less its own"
     background, regions = torch.as_tensor(background).bool(), torch.as_tensor(regions).bool()
     if regions.ndim != 3 or regions.shape[1:] != background.shape:
-        raise ValueError(f"regions must be (K, H, W) masks at the background's size {tuple(background.shape)}, "
-                         f"got shape {tuple(regions.shape)}")
-    others = torch.stack([regions[[j for j in range(len(regions)) if j != k]].any(0) for k in range(len(regions))])
+        raise ValueError(f"regions must be (K, H, W) masks at the background's size "
+                         f"{tuple(background.shape)}, got shape {tuple(regions.shape)}")
+    others = torch.stack([regions[[j for j in range(len(regions)) if j != k]].any(0)
+                          for k in range(len(regions))])
     anchored = (background | others) & ~regions
-    return torch.where(regions.flatten(1).any(1)[:, None, None], anchored, background)  # no region: B
+    # a word without a region keeps the plain background B
+    return torch.where(regions.flatten(1).any(1)[:, None, None], anchored, background)
 
 # %% ../nbs/07_losses.ipynb #ea193e21
 def threshold(step: int,  # denoising step, 0 = the noisiest
@@ -193,7 +204,7 @@ def threshold(step: int,  # denoising step, 0 = the noisiest
               beta: float,  # value at `start`
               start: int = 0,  # step at which the schedule starts
               ) -> float:
-    "DPL's gradual threshold beta * exp(-(step - start) / alpha): loose at the first steps, tight at the last"
+    "DPL's gradual threshold beta * exp(-(step - start) / alpha): loose at first, tight at the end"
     if not alpha > 0:
         raise ValueError(f"alpha must be > 0, got {alpha!r}")
     return beta * math.exp(-(step - start) / alpha)
@@ -201,7 +212,7 @@ def threshold(step: int,  # denoising step, 0 = the noisiest
 # %% ../nbs/07_losses.ipynb #0396e461
 @dataclass(frozen=True)
 class LossConfig:
-    "Weights, thresholds and options of DPL's losses; the defaults are the reference's (DPL.sh, supplementary D)"
+    "Weights, thresholds and options of DPL's losses; defaults: the reference's (DPL.sh, supp. D)"
     lambda_at: float = 1.0  # weight of attention balancing L_at
     lambda_bg: float = 0.05  # weight of background leakage L_bg
     lambda_dj: float = 0.05  # weight of disjoint objects L_dj
@@ -215,29 +226,33 @@ class LossConfig:
     scale: float = 100.0  # softmax inverse temperature of L_at
     smoothing: bool = True  # Gaussian smoothing in L_at
     reduction: str = "max"  # L_at over words: "max" or "mean"
-    at_region: str = "all"  # where L_at takes each word's peak: "all" pixels (the reference) or "objects" (off the background mask)
-    anchor: bool = False  # L_bg also counts a word's attention on the other words' regions (leak_masks); not the reference's
+    at_region: str = "all"  # L_at's peaks on "all" pixels (reference) or "objects" (off background)
+    anchor: bool = False  # L_bg counts attention on other words' regions (leak_masks); optional
 
     def __post_init__(self):
         def number(name):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
             return value
         for name in ("lambda_at", "lambda_bg", "lambda_dj", "beta_at", "beta_bg", "beta_dj"):
             if number(name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0 turns it off), got {getattr(self, name)!r}")
+                raise ValueError(f"{name} must be >= 0 (0 turns it off), "
+                                 f"got {getattr(self, name)!r}")
         for name in ("alpha_at", "alpha_bg", "alpha_dj", "scale"):
             if not number(name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if isinstance(self.bg_start, bool) or not isinstance(self.bg_start, int) or self.bg_start < 0:
+        if (isinstance(self.bg_start, bool) or not isinstance(self.bg_start, int)
+                or self.bg_start < 0):
             raise ValueError(f"bg_start must be a step index >= 0, got {self.bg_start!r}")
         if self.reduction not in ("max", "mean"):
             raise ValueError(f"reduction must be 'max' or 'mean', got {self.reduction!r}")
         if not isinstance(self.anchor, bool):
             raise ValueError(f"anchor must be True or False, got {self.anchor!r}")
         if self.at_region not in ("all", "objects"):
-            raise ValueError(f"at_region must be 'all' (the reference) or 'objects', got {self.at_region!r}")
+            raise ValueError(f"at_region must be 'all' (the reference) or 'objects', "
+                             f"got {self.at_region!r}")
 
     def thresholds(self, step: int) -> dict[str, float]:
         "The thresholds of step `step` for `LossValues.below`: keys 'at', 'bg', 'dj'"
@@ -248,15 +263,15 @@ class LossConfig:
 # %% ../nbs/07_losses.ipynb #c1f9f0b6
 @dataclass(repr=False)
 class LossValues:
-    "The raw losses of one step and their weighted sum, as tensors: `total.backward()` reaches the maps"
+    "The raw losses of one step and their weighted sum, as tensors: `total.backward()` reaches maps"
     at: torch.Tensor  # attention balancing L_at (0 when off)
     bg: torch.Tensor  # background leakage L_bg (0 when off or before bg_start)
     dj: torch.Tensor  # disjoint objects L_dj (0 when off or with one word)
     total: torch.Tensor  # lambda_at L_at + lambda_bg L_bg + lambda_dj L_dj
-    active: tuple[str, ...] = ("at", "bg", "dj")  # the losses computed at this step; one that is off cannot hold it back
+    active: tuple[str, ...] = ("at", "bg", "dj")  # the losses computed; an off one holds none back
 
     def below(self, thresholds: dict[str, float]) -> bool:
-        "DPL's stop rule: True when every active raw loss is under its threshold (from `LossConfig.thresholds`)"
+        "DPL's stop rule: True when every active raw loss is under its threshold (`thresholds`)"
         missing = sorted({"at", "bg", "dj"} - set(thresholds))
         if missing:
             raise ValueError(f"thresholds needs the keys 'at', 'bg' and 'dj', missing {missing}; "
@@ -275,12 +290,12 @@ class LossValues:
 # %% ../nbs/07_losses.ipynb #9c9f7565
 def dpl_losses(maps: torch.Tensor,  # (H, W, tokens) cross-attention maps of the step
                positions: Sequence[Sequence[int]],  # token positions of each dynamic word
-               background: torch.Tensor | None,  # (H, W) bool background mask; None only if neither L_bg nor at_region needs it
+               background: torch.Tensor | None,  # (H, W) bool; None if L_bg, at_region are off
                config: LossConfig,  # weights and options
                step: int,  # denoising step, 0 = the noisiest
-               leak: torch.Tensor | None = None,  # (K, H, W) bool: each word's leakage region (leak_masks), for anchor=True
+               leak: torch.Tensor | None = None,  # (K, H, W) leak_masks, for anchor=True
                ) -> LossValues:
-    "DPL's losses of one step: only those with a weight above 0 are computed, the others are a constant 0"
+    "DPL's losses of one step: those with a weight above 0; the others are a constant 0"
     maps = _check_maps(maps)
     if not isinstance(config, LossConfig):
         raise ValueError(f"config must be a LossConfig, got {type(config).__name__}")
@@ -288,20 +303,26 @@ def dpl_losses(maps: torch.Tensor,  # (H, W, tokens) cross-attention maps of the
     objects_only = config.lambda_at > 0 and config.at_region == "objects"
     if config.lambda_bg > 0 or objects_only:
         if background is None:
-            raise ValueError("background is None but " + ("lambda_bg > 0" if config.lambda_bg > 0 else "at_region is 'objects'")
-                             + ": pass the background mask from background.find_background, or set lambda_bg=0 and at_region='all'")
+            raise ValueError("background is None but "
+                             + ("lambda_bg > 0" if config.lambda_bg > 0
+                                else "at_region is 'objects'")
+                             + ": pass the background mask from background.find_background, "
+                               "or set lambda_bg=0 and at_region='all'")
         background = _check_background(background, maps)
-    # at_region="objects": peaks off the background; a mask that is all background leaves the whole map
+    # at_region="objects": peaks off the background; a mask all background leaves the whole map
     region = ~background.bool() if objects_only and not background.bool().all() else None
-    at = (attention_balancing(maps, positions, config.scale, config.smoothing, config.reduction, region)
+    at = (attention_balancing(maps, positions, config.scale, config.smoothing, config.reduction,
+                              region)
           if config.lambda_at > 0 else maps.new_zeros(()))
     if config.anchor and config.lambda_bg > 0 and leak is None:
-        raise ValueError("anchor=True needs each word's leakage region: pass leak=leak_masks(background, regions), "
-                         "the regions being BackgroundMasks.nouns of background.find_background in word order")
+        raise ValueError("anchor=True needs each word's leakage region: pass "
+                         "leak=leak_masks(background, regions), the regions being "
+                         "BackgroundMasks.nouns of background.find_background in word order")
     bg = (background_leakage(maps, positions, leak if config.anchor else background)
           if config.lambda_bg > 0 and step >= config.bg_start else maps.new_zeros(()))
     dj = disjoint_objects(maps, positions) if config.lambda_dj > 0 else maps.new_zeros(())
     total = config.lambda_at * at + config.lambda_bg * bg + config.lambda_dj * dj
-    active = tuple(k for k, on in (("at", config.lambda_at > 0), ("bg", config.lambda_bg > 0 and step >= config.bg_start),
+    active = tuple(k for k, on in (("at", config.lambda_at > 0),
+                                   ("bg", config.lambda_bg > 0 and step >= config.bg_start),
                                    ("dj", config.lambda_dj > 0 and len(positions) > 1)) if on)
     return LossValues(at, bg, dj, total, active)

@@ -24,11 +24,11 @@ from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizerFast
 
 from .attention import capture
-from .models import TOY_MODEL, Bundle, clip_bpe_tokenizer, save_text_encoder, sd_scheduler, to_pil
+from .models import (TOY_MODEL, Bundle, clip_bpe_tokenizer, save_text_encoder, sd_scheduler,
+                           to_pil)
 from .prompts import encode_prompts
-from .toyworld import (COLOURS, KINDS, MAX_OBJECTS, SHAPES, SIZE, WORLDS, Scene, World, get_world,
-                             is_distractor, random_scene, scene_images)
-
+from .toyworld import (COLOURS, KINDS, MAX_OBJECTS, SHAPES, SIZE, WORLDS, Scene, World,
+                             get_world, is_distractor, random_scene, scene_images)
 
 # %% auto #0
 __all__ = ['toy_tokenizer', 'toy_models', 'correlate_tokens', 'snr_weighted_mse', 'ToyTrainConfig', 'scene_batch', 'tail_slots',
@@ -45,14 +45,15 @@ def toy_models(tokenizer: CLIPTokenizerFast, seed: int = 0,
                channels: tuple[int, ...] = (32, 64, 64),  # UNet widths at 32x32, 16x16 and 8x8
                layers_per_block: int = 1,  # resnet (+ transformer) layers per UNet block
                token_std: float = 0.02,  # std of the token embeddings at init (CLIP's is 0.02)
-               similar_tokens: float = 0.0,  # correlation of the token embeddings of look-alike nouns at init
-               world: str | World = "shapes",  # the world whose look-alike nouns `similar_tokens` correlates
+               similar_tokens: float = 0.0,  # init correlation of look-alike nouns' embeddings
+               world: str | World = "shapes",  # the world whose look-alike nouns are correlated
                ) -> tuple[UNet2DConditionModel, CLIPTextModel]:
-    "The untrained toy UNet (pixel space, cross-attention at 16x16 and 8x8) and text encoder, seeded"
+    "The untrained toy UNet (pixel space, cross-attention at 16x16 and 8x8) and text encoder"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(
-            sample_size=SIZE, in_channels=3, out_channels=3, layers_per_block=layers_per_block, block_out_channels=tuple(channels),
+            sample_size=SIZE, in_channels=3, out_channels=3, layers_per_block=layers_per_block,
+            block_out_channels=tuple(channels),
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
             cross_attention_dim=64, attention_head_dim=4, norm_num_groups=16)
@@ -60,18 +61,18 @@ def toy_models(tokenizer: CLIPTokenizerFast, seed: int = 0,
             vocab_size=len(tokenizer), hidden_size=64, intermediate_size=256, num_hidden_layers=2,
             num_attention_heads=4, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
-        if token_std != 0.02:  # drawn after everything else, so the other weights do not change with it
+        if token_std != 0.02:  # drawn after everything else, so the other weights stay the same
             torch.nn.init.normal_(text_encoder.get_input_embeddings().weight, std=token_std)
     if similar_tokens:
         correlate_tokens(text_encoder, tokenizer, get_world(world).similar, similar_tokens)
     return unet, text_encoder
 
-
+# %% ../nbs/09b_toymodel.ipynb #0e7b4d26
 @torch.no_grad()
 def correlate_tokens(text_encoder: CLIPTextModel, tokenizer: CLIPTokenizerFast,
-                     pairs: dict,  # noun -> its look-alike noun (both directions, as `World.similar`)
+                     pairs: dict,  # noun -> its look-alike noun (both ways, as `World.similar`)
                      rho: float):  # correlation of each pair's embeddings, in [0, 1)
-    "Give each look-alike pair token embeddings of correlation `rho` and the same scale: the second becomes `rho a + sqrt(1 - rho^2) b`"
+    "Correlate look-alike pairs' embeddings by `rho`: the second becomes rho a + sqrt(1 - rho^2) b"
     if not 0 <= rho < 1:
         raise ValueError(f"similar_tokens must be in [0, 1), got {rho}")
     table, known = text_encoder.get_input_embeddings().weight, tokenizer.get_vocab()
@@ -80,11 +81,11 @@ def correlate_tokens(text_encoder: CLIPTextModel, tokenizer: CLIPTokenizerFast,
         table[b] = rho * table[a] + math.sqrt(1 - rho**2) * table[b]
 
 # %% ../nbs/09b_toymodel.ipynb #bff9e4f6
-def snr_weighted_mse(pred: torch.Tensor, noise: torch.Tensor,  # (B, C, H, W) predicted and true noise
+def snr_weighted_mse(pred: torch.Tensor, noise: torch.Tensor,  # (B, C, H, W) predicted, true noise
                      alphas_cumprod: torch.Tensor,  # (B,) alpha-bar of each sample's timestep
                      gamma: float = 0.0,  # Min-SNR-gamma cap; 0: plain MSE
                      ) -> torch.Tensor:
-    "Epsilon-prediction MSE with Min-SNR-gamma weights min(SNR, gamma) / SNR per sample (plain MSE when gamma is 0)"
+    "Epsilon-prediction MSE with Min-SNR-gamma weights min(SNR, gamma) / SNR (gamma 0: plain MSE)"
     if not gamma:
         return F.mse_loss(pred, noise)
     snr = alphas_cumprod / (1 - alphas_cumprod)
@@ -108,51 +109,54 @@ class ToyTrainConfig:
     seed: int = 0
     channels: tuple[int, ...] = (32, 64, 64)  # UNet widths (toy_models)
     layers_per_block: int = 1
-    object_attention: float = 0.1  # weight of the localisation loss of nouns on their objects (scenes without look-alikes)
+    object_attention: float = 0.1  # weight of the localisation loss (scenes without look-alikes)
     checkpoint_every: int = 50
     snapshot_every: int = 250
     world: str = "shapes"  # the toy world of the scenes (WORLDS): "shapes" (v1) or "coats" (v2)
-    init: str = ""  # an earlier run's checkpoint.pt or toy model folder, same world and widths ("": random weights)
-    text_encoder: str = "trained"  # "frozen": kept at its seeded random init, as Stable Diffusion keeps CLIP frozen
+    init: str = ""  # a run's checkpoint.pt or model folder, same world and widths ("": random)
+    text_encoder: str = "trained"  # "frozen": kept at its seeded init, as SD keeps CLIP frozen
     token_std: float = 0.02  # std of the token embeddings at init (toy_models)
-    similar_tokens: float = 0.0  # correlation of the look-alike nouns' token embeddings at init (toy_models)
-    snr_gamma: float = 0.0  # > 0: Min-SNR-gamma loss weights min(SNR, gamma) / SNR (Hang et al. 2023); 0: plain MSE
+    similar_tokens: float = 0.0  # init correlation of look-alike nouns' embeddings (toy_models)
+    snr_gamma: float = 0.0  # > 0: Min-SNR-gamma weights min(SNR, gamma) / SNR; 0: plain MSE
 
-
+# %% ../nbs/09b_toymodel.ipynb #52f0c9e4
 def scene_batch(seed: int, step: int, batch_size: int, p_empty: float = 0.0, **scene_kw
                 ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-    "The batch of `step`, a function of (seed, step) only: images in [-1, 1], captions, object masks `(B, 3, 32, 32)`"
+    "Batch of `step`, from (seed, step) only: images in [-1, 1], captions, masks `(B, 3, 32, 32)`"
     rng = np.random.default_rng([seed, step])
     scenes = [random_scene(rng, **scene_kw) for _ in range(batch_size)]
     images = scene_images(scenes)
     captions = ["" if rng.random() < p_empty else s.caption for s in scenes]
     masks = torch.zeros(batch_size, MAX_OBJECTS, SIZE, SIZE)
     for row, (scene, caption) in enumerate(zip(scenes, captions)):
-        if caption and not is_distractor(scene):  # look-alike scenes teach no map: their leakage is the model's own
+        # look-alike scenes teach no map: their leakage is the model's own
+        if caption and not is_distractor(scene):
             masks[row, :len(scene.masks)] = torch.from_numpy(scene.masks).float()
     return images, captions, masks
 
-
+# %% ../nbs/09b_toymodel.ipynb #1c9f4b2d
 def tail_slots(ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
     "`(B, 77)` bool: the end-of-text token of each sequence and every padding slot after it"
     return (ids == eos_token_id).cumsum(-1) > 0
 
 
-def noun_slots(ids: torch.Tensor, tokenizer: CLIPTokenizerFast, objects: int = MAX_OBJECTS) -> torch.Tensor:
-    "`(B, objects)` token position of each object's noun (captions name objects in order); -1 where none"
+def noun_slots(ids: torch.Tensor, tokenizer: CLIPTokenizerFast,
+               objects: int = MAX_OBJECTS) -> torch.Tensor:
+    "`(B, objects)` token position of each object's noun (captions name them in order); -1: none"
     known = tokenizer.get_vocab()
-    shape_ids = torch.tensor([known[s + "</w>"] for s in SHAPES + KINDS if s + "</w>" in known], device=ids.device)
+    shape_ids = torch.tensor([known[s + "</w>"] for s in SHAPES + KINDS if s + "</w>" in known],
+                             device=ids.device)
     slots = torch.full((len(ids), objects), -1, dtype=torch.long, device=ids.device)
     for row, found in enumerate(torch.isin(ids, shape_ids)):
         where = found.nonzero()[:objects, 0]
         slots[row, :len(where)] = where
     return slots
 
-
+# %% ../nbs/09b_toymodel.ipynb #d4a1e8f7
 class ObjectAttention:
-    "Controller measuring, with gradient, each taught noun's mean attention on and off its object, layer by layer"
-    def __init__(self, nouns: torch.Tensor,  # (B, objects) token position of each object's noun, -1 where none
-                 masks: torch.Tensor):  # (B, objects, H, W) object masks; all zero: the object teaches nothing
+    "Controller keeping, with gradient, each taught noun's mean attention on and off its object"
+    def __init__(self, nouns: torch.Tensor,  # (B, objects) each object's noun position, -1: none
+                 masks: torch.Tensor):  # (B, objects, H, W) object masks; all zero: not taught
         self.nouns, self.masks = nouns, masks
         self.valid = (nouns >= 0) & (masks.flatten(2).amax(-1) > 0)
         self.inside, self.outside = [], []
@@ -161,36 +165,42 @@ class ObjectAttention:
         if self.valid.any():
             maps = probs.unflatten(0, (-1, layer.heads)).mean(1)  # (B, queries, keys)
             side = int(round(maps.shape[1] ** 0.5))
-            columns = maps.gather(2, self.nouns.clamp_min(0)[:, None, :].expand(-1, maps.shape[1], -1)).transpose(1, 2)
-            cover = F.interpolate(self.masks, size=(side, side), mode="area").flatten(2)  # object's share of each cell
+            columns = maps.gather(2, self.nouns.clamp_min(0)[:, None, :]
+                                  .expand(-1, maps.shape[1], -1)).transpose(1, 2)
+            # the object's share of each cell
+            cover = F.interpolate(self.masks, size=(side, side), mode="area").flatten(2)
             on = (columns * cover).sum(-1) / cover.sum(-1).clamp_min(1e-6)
             off = (columns * (1 - cover)).sum(-1) / (1 - cover).sum(-1).clamp_min(1e-6)
             self.inside.append(on[self.valid].mean()); self.outside.append(off[self.valid].mean())
         return probs
 
     def loss(self) -> torch.Tensor:
-        "FastComposer's localisation loss: mean attention off the object minus on it, over layers and taught nouns"
+        "FastComposer's localisation loss: mean attention off the object minus on it"
         if not self.inside:
             return torch.tensor(0.0)
         return torch.stack(self.outside).mean() - torch.stack(self.inside).mean()
 
-
+# %% ../nbs/09b_toymodel.ipynb #9e5c2b47
 def _atomic_torch_save(obj, path: Path):
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
-def save_toy_model(folder, unet, text_encoder, tokenizer, meta: dict, world: str | World = "shapes"):
-    "Write a toy model folder (diffusers layout, fp16 safetensors, `dpl_nb.json` metadata) atomically"
+def save_toy_model(folder, unet, text_encoder, tokenizer, meta: dict,
+                   world: str | World = "shapes"):
+    "Write a toy model folder (diffusers layout, fp16 safetensors, `dpl_nb.json`) atomically"
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    copy.deepcopy(unet).half().save_pretrained(tmp / "unet")  # half(), not to(): diffusers warns on to(dtype)
-    save_text_encoder(copy.deepcopy(text_encoder).half(), tmp / "text_encoder")  # readable by transformers 4 and 5
+    # half(), not to(): diffusers warns on to(dtype)
+    copy.deepcopy(unet).half().save_pretrained(tmp / "unet")
+    # readable by transformers 4 and 5
+    save_text_encoder(copy.deepcopy(text_encoder).half(), tmp / "text_encoder")
     tokenizer.save_pretrained(tmp / "tokenizer")
     sd_scheduler().save_pretrained(tmp / "scheduler")
-    (tmp / "dpl_nb.json").write_text(json.dumps({"vocabulary": list(get_world(world).vocabulary), **meta}, indent=1))
+    (tmp / "dpl_nb.json").write_text(
+        json.dumps({"vocabulary": list(get_world(world).vocabulary), **meta}, indent=1))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
 
@@ -199,9 +209,9 @@ def _read_log(path: Path, upto: int | None = None) -> list[dict]:
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     return [r for r in rows if upto is None or r["step"] <= upto]
 
-
+# %% ../nbs/09b_toymodel.ipynb #e3d7a5b2
 class _StepBatches(torch.utils.data.Dataset):
-    "The training batches of steps `start` ... `end - 1`; each is a pure function of (seed, step), so workers may make them"
+    "The batches of steps `start` to `end - 1`, functions of (seed, step) that workers can make"
     def __init__(self, config: ToyTrainConfig, start: int, end: int):
         self.config, self.start, self.end = config, start, end
 
@@ -209,94 +219,113 @@ class _StepBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         c = self.config
-        return scene_batch(c.seed, self.start + i, c.batch_size, c.p_empty, p_same_colour=c.p_same_colour,
-                           p_similar=c.p_similar, p_colour_words=c.p_colour_words, world=c.world)
+        return scene_batch(c.seed, self.start + i, c.batch_size, c.p_empty,
+                           p_same_colour=c.p_same_colour, p_similar=c.p_similar,
+                           p_colour_words=c.p_colour_words, world=c.world)
 
-
+# %% ../nbs/09b_toymodel.ipynb #0c3a9e57
 def _earlier_weights(init: str) -> tuple[dict, list, list]:
-    "Config, averaged weights (UNet, then text encoder if it trained) and lineage of a checkpoint.pt or model folder"
+    "Config, averaged weights (UNet, trained text encoder), lineage of a checkpoint or model folder"
     path = Path(init)
     if path.is_file():
         earlier = torch.load(path, map_location="cpu", weights_only=False)
         lineage = earlier.get("lineage") or [{"step": earlier["step"], "config": earlier["config"]}]
         return earlier["config"], earlier["ema"]["shadow_params"], lineage
-    if (path / "dpl_nb.json").is_file() and (path / "unet").is_dir():  # a snapshot or shipped model: fp16 weights
+    # a snapshot or shipped model: fp16 weights
+    if (path / "dpl_nb.json").is_file() and (path / "unet").is_dir():
         meta = json.loads((path / "dpl_nb.json").read_text())
         config = meta["config"]
         unet = UNet2DConditionModel.from_pretrained(path / "unet", torch_dtype=torch.float32)
         text = [] if config.get("text_encoder") == "frozen" else list(
-            CLIPTextModel.from_pretrained(path / "text_encoder", torch_dtype=torch.float32).parameters())
+            CLIPTextModel.from_pretrained(path / "text_encoder", torch_dtype=torch.float32)
+            .parameters())
         lineage = meta.get("lineage") or [{"step": meta["step"], "config": config}]
         return config, list(unet.parameters()) + text, lineage
-    raise FileNotFoundError(f"init={init!r}: no such checkpoint; give an earlier run's checkpoint.pt or a toy model "
-                            "folder (a snapshot, or one written by ship_toy_model)")
+    raise FileNotFoundError(f"init={init!r}: no such checkpoint; give an earlier run's "
+                            "checkpoint.pt or a toy model folder (a snapshot, or one written by "
+                            "ship_toy_model)")
 
 
 def _warm_start(config: ToyTrainConfig, params: list, device: str) -> tuple[EMAModel, list]:
-    "Load the EMA weights of `config.init` into `params`; a new EMA of them, and the lineage of those weights"
+    "Load `config.init`'s EMA weights into `params`; a new EMA of them, and their lineage"
     earlier, shadow, lineage = _earlier_weights(config.init)
     for key in ("world", "channels", "layers_per_block", "seed"):
         mine, theirs = getattr(config, key), earlier.get(key, getattr(ToyTrainConfig(), key))
         if tuple(np.atleast_1d(mine)) != tuple(np.atleast_1d(theirs)):
-            raise ValueError(f"init={config.init!r} has {key}={theirs!r}, this run {key}={mine!r}; they must match")
-    if len(shadow) < len(params) or (len(shadow) > len(params) and config.text_encoder != "frozen"):
-        raise ValueError(f"init={config.init!r} holds {len(shadow)} averaged tensors, this run trains {len(params)}")
+            raise ValueError(f"init={config.init!r} has {key}={theirs!r}, this run {key}={mine!r}; "
+                             f"they must match")
+    if (len(shadow) < len(params)
+            or (len(shadow) > len(params) and config.text_encoder != "frozen")):
+        raise ValueError(f"init={config.init!r} holds {len(shadow)} averaged tensors, "
+                         f"this run trains {len(params)}")
     with torch.no_grad():
-        for p, s in zip(params, shadow):  # a frozen text encoder keeps its own init: only the UNet carries over
+        # a frozen text encoder keeps its own init: only the UNet carries over
+        for p, s in zip(params, shadow):
             p.copy_(s.to(p.device, p.dtype))
     return EMAModel(params, decay=config.ema_decay, use_ema_warmup=True, power=3 / 4), lineage
 
-
+# %% ../nbs/09b_toymodel.ipynb #c5f8a2e6
 def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: str | None = None,
                     stop_at: int | None = None, progress: bool = True,
-                    workers: int = 0,  # processes drawing the scenes ahead of the GPU (0: in this process); same batches
+                    workers: int = 0,  # processes drawing the scenes ahead of the GPU (0: none)
                     ) -> Path:
-    "Train the toy model in `run_dir`, resuming from its checkpoint; writes log.jsonl and EMA snapshots"
+    "Train the toy model in `run_dir`, resuming from its checkpoint; writes a log and EMA snapshots"
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = toy_tokenizer(config.world)
     if config.text_encoder not in ("trained", "frozen"):
         raise ValueError(f"text_encoder must be 'trained' or 'frozen', got {config.text_encoder!r}")
-    models = lambda: toy_models(tokenizer, config.seed, config.channels, config.layers_per_block, config.token_std,
-                                config.similar_tokens, config.world)
+    models = lambda: toy_models(tokenizer, config.seed, config.channels, config.layers_per_block,
+                                config.token_std, config.similar_tokens, config.world)
     unet, text_encoder = models()
     unet.to(device).train(); text_encoder.to(device).train()
     frozen = config.text_encoder == "frozen"
     text_encoder.requires_grad_(not frozen)
     params = list(unet.parameters()) + ([] if frozen else list(text_encoder.parameters()))
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    decay = lambda s: min(1.0, (s + 1) / config.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
+    decay = lambda s: (min(1.0, (s + 1) / config.warmup)
+                       * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
     ema = EMAModel(params, decay=config.ema_decay, use_ema_warmup=True, power=3 / 4)
     alphas = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                            num_train_timesteps=1000).alphas_cumprod.to(device)
-    checkpoint, start, lineage = run_dir / "checkpoint.pt", 0, []  # lineage: the earlier runs these weights come from
-    if config.init and not checkpoint.exists():  # a warm start: the earlier run's averaged weights, a fresh schedule
+    # lineage: the earlier runs these weights come from
+    checkpoint, start, lineage = run_dir / "checkpoint.pt", 0, []
+    if config.init and not checkpoint.exists():  # a warm start: averaged weights, a fresh schedule
         ema, lineage = _warm_start(config, params, device)
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if {**asdict(ToyTrainConfig()), **state["config"]} != asdict(config):  # fields added since take defaults
-            raise ValueError(f"{checkpoint} was written with another config {state['config']}; use a new run_dir")
+        # config fields added since the checkpoint take their defaults
+        if {**asdict(ToyTrainConfig()), **state["config"]} != asdict(config):
+            raise ValueError(f"{checkpoint} was written with another config {state['config']}; "
+                             f"use a new run_dir")
         unet.load_state_dict(state["unet"]); text_encoder.load_state_dict(state["text_encoder"])
-        optimizer.load_state_dict(state["optimizer"]); lr_scheduler.load_state_dict(state["lr_scheduler"])
+        optimizer.load_state_dict(state["optimizer"])
+        lr_scheduler.load_state_dict(state["lr_scheduler"])
         ema.load_state_dict(state["ema"]); start, lineage = state["step"], state.get("lineage", [])
     log = run_dir / "log.jsonl"
-    log.write_text("".join(json.dumps(r) + "\n" for r in _read_log(log, start)))  # drop rows past the checkpoint
+    # drop the rows past the checkpoint
+    log.write_text("".join(json.dumps(r) + "\n" for r in _read_log(log, start)))
     end = min(config.steps, stop_at or config.steps)
     losses, priors = [], []
-    batches = torch.utils.data.DataLoader(_StepBatches(config, start, end), batch_size=None, num_workers=workers)
-    for step, (images, captions, object_masks) in zip(tqdm(range(start, end), initial=start, total=config.steps,
-                                             disable=not progress, desc="training"), batches):
+    batches = torch.utils.data.DataLoader(_StepBatches(config, start, end), batch_size=None,
+                                          num_workers=workers)
+    for step, (images, captions, object_masks) in zip(
+            tqdm(range(start, end), initial=start, total=config.steps, disable=not progress,
+                 desc="training"), batches):
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
         noise = torch.randn(images.shape, generator=gen)
         t = torch.randint(0, 1000, (images.shape[0],), generator=gen)
         images, noise, t = images.to(device), noise.to(device), t.to(device)
         a = alphas[t].view(-1, 1, 1, 1)
-        ids = tokenizer(captions, padding="max_length", max_length=77, return_tensors="pt").input_ids
+        ids = tokenizer(captions, padding="max_length", max_length=77,
+                        return_tensors="pt").input_ids
         prior = ObjectAttention(noun_slots(ids, tokenizer).to(device), object_masks.to(device))
         ids = ids.to(device)
-        with capture(unet, prior, kind="cross") if config.object_attention else contextlib.nullcontext():
-            pred = unet(a.sqrt() * images + (1 - a).sqrt() * noise, t, encoder_hidden_states=text_encoder(ids)[0]).sample
+        with (capture(unet, prior, kind="cross") if config.object_attention
+              else contextlib.nullcontext()):
+            pred = unet(a.sqrt() * images + (1 - a).sqrt() * noise, t,
+                        encoder_hidden_states=text_encoder(ids)[0]).sample
         loss = snr_weighted_mse(pred, noise, a.flatten(), config.snr_gamma)
         optimizer.zero_grad(set_to_none=True)
         (loss + config.object_attention * prior.loss().to(device)).backward()
@@ -304,50 +333,60 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
         optimizer.step(); lr_scheduler.step(); ema.step(params)
         losses.append(loss.item())
         if prior.inside:
-            priors.append((torch.stack(prior.inside).mean().item(), torch.stack(prior.outside).mean().item()))
+            priors.append((torch.stack(prior.inside).mean().item(),
+                           torch.stack(prior.outside).mean().item()))
         done = step + 1
         if done % 10 == 0:
-            row = {"step": done, "loss": float(np.mean(losses)), "lr": lr_scheduler.get_last_lr()[0]}
+            row = {"step": done, "loss": float(np.mean(losses)),
+                   "lr": lr_scheduler.get_last_lr()[0]}
             if priors:
                 row["noun_inside"], row["noun_outside"] = (float(v) for v in np.mean(priors, 0))
             with open(log, "a") as f:
                 f.write(json.dumps(row) + "\n")
             losses, priors = [], []
         if done % config.snapshot_every == 0 or done == config.steps:
-            ema_unet, ema_text = models()  # a frozen text encoder is this seeded init, as in training
-            ema.copy_to(list(ema_unet.parameters()) + ([] if frozen else list(ema_text.parameters())))
-            save_toy_model(run_dir / "snapshots" / f"step_{done:06d}", ema_unet, ema_text, tokenizer,
+            ema_unet, ema_text = models()  # a frozen text encoder: this seeded init, as in training
+            ema.copy_to(list(ema_unet.parameters())
+                        + ([] if frozen else list(ema_text.parameters())))
+            save_toy_model(run_dir / "snapshots" / f"step_{done:06d}", ema_unet, ema_text,
+                           tokenizer,
                            {"step": done, "config": asdict(config),
-                            "lineage": lineage + [{"step": done, "config": asdict(config)}]}, config.world)
+                            "lineage": lineage + [{"step": done, "config": asdict(config)}]},
+                           config.world)
         if done % config.checkpoint_every == 0 or done == end:
             _atomic_torch_save({"step": done, "config": asdict(config), "unet": unet.state_dict(),
-                                "text_encoder": text_encoder.state_dict(), "optimizer": optimizer.state_dict(),
-                                "lr_scheduler": lr_scheduler.state_dict(), "ema": ema.state_dict(), "lineage": lineage},
+                                "text_encoder": text_encoder.state_dict(),
+                                "optimizer": optimizer.state_dict(),
+                                "lr_scheduler": lr_scheduler.state_dict(), "ema": ema.state_dict(),
+                                "lineage": lineage},
                                checkpoint)
     return run_dir
 
 # %% ../nbs/09b_toymodel.ipynb #71d45743
 @torch.no_grad()
-def sample_images(bundle: Bundle, prompts: list[str], steps: int = 50, guidance: float = 5.0, seed: int = 0,
-                  progress: bool = True) -> list[Image.Image]:
+def sample_images(bundle: Bundle, prompts: list[str], steps: int = 50, guidance: float = 5.0,
+                  seed: int = 0, progress: bool = True) -> list[Image.Image]:
     "Text-to-image with classifier-free-guided DDIM; the same seed gives the same images"
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     scheduler = DDIMScheduler.from_config(bundle.scheduler.config)
     scheduler.set_timesteps(steps)
     context = encode_prompts(bundle, [""] * len(prompts) + prompts)
     shape = (len(prompts), bundle.unet.config.in_channels, bundle.latent_size, bundle.latent_size)
-    latents = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(bundle.device, bundle.dtype)
+    latents = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(bundle.device,
+                                                                                  bundle.dtype)
     for t in tqdm(scheduler.timesteps, disable=not progress, desc="sampling"):
-        uncond, cond = bundle.unet(torch.cat([latents] * 2), t, encoder_hidden_states=context).sample.chunk(2)
+        uncond, cond = bundle.unet(torch.cat([latents] * 2), t,
+                                   encoder_hidden_states=context).sample.chunk(2)
         latents = scheduler.step(uncond + guidance * (cond - uncond), t, latents).prev_sample
     images = bundle.decode(latents)
     return [to_pil(im) for im in images]
 
-
+# %% ../nbs/09b_toymodel.ipynb #6e1b0a5d
 def colours_present(image, colour: str, tolerance: float = 60.0, min_pixels: int = 6) -> bool:
-    "Whether at least `min_pixels` pixels of an RGB image lie within `tolerance` (RGB distance) of a toy colour"
+    "Whether at least `min_pixels` pixels of an RGB image are within `tolerance` of a toy colour"
     pixels = np.asarray(image, dtype=np.float32).reshape(-1, 3)
-    return int((np.linalg.norm(pixels - np.array(COLOURS[colour], dtype=np.float32), axis=1) < tolerance).sum()) >= min_pixels
+    return int((np.linalg.norm(pixels - np.array(COLOURS[colour], dtype=np.float32), axis=1)
+                < tolerance).sum()) >= min_pixels
 
 # %% ../nbs/09b_toymodel.ipynb #05198f93
 def toy_metadata() -> dict:
@@ -360,8 +399,9 @@ def bundle_world(bundle: Bundle) -> str:
     for name, world in WORLDS.items():
         if bundle.vocabulary is not None and set(world.nouns) <= set(bundle.vocabulary):
             return name
-    raise ValueError(f"{bundle.model_id!r} is not a toy model of a known world (its vocabulary: {bundle.vocabulary}); "
-                     f"load one with load_bundle('toy') or a folder written by train_toy_model")
+    raise ValueError(f"{bundle.model_id!r} is not a toy model of a known world (its vocabulary: "
+                     f"{bundle.vocabulary}); load one with load_bundle('toy') or a folder "
+                     f"written by train_toy_model")
 
 # %% ../nbs/09b_toymodel.ipynb #bf2d8a3f
 @torch.no_grad()
@@ -369,9 +409,10 @@ def prediction_shift(bundle: Bundle, scene: Scene, target_prompt: str,
                      region: np.ndarray,  # (H, W) bool: where the edit must change the image
                      timesteps=(25, 100, 200, 300, 400, 500, 600, 700, 800, 900, 980),
                      guidance: float = 7.5, seed: int = 0) -> np.ndarray:
-    "RMS move of the guided clean-image prediction inside `region` when the scene's prompt becomes `target_prompt`, per noise level"
+    "RMS move of the guided prediction of x_0 in `region` when the prompt becomes `target_prompt`"
     if not np.asarray(region).any():
-        raise ValueError("region is empty: give the (H, W) boolean mask of the pixels the edit must change")
+        raise ValueError("region is empty: give the (H, W) boolean mask of the pixels the edit "
+                         "must change")
     latents = bundle.encode(scene_images([scene]))
     context = encode_prompts(bundle, [scene.braced, target_prompt])
     inside = F.interpolate(torch.from_numpy(np.asarray(region, dtype=np.float32))[None, None],
@@ -379,17 +420,20 @@ def prediction_shift(bundle: Bundle, scene: Scene, target_prompt: str,
     shifts = []
     for t in timesteps:
         a = bundle.scheduler.alphas_cumprod[t].to(latents)
-        noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed * 1009 + int(t))).to(latents)
+        noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(
+            seed * 1009 + int(t))).to(latents)
         x_t = a.sqrt() * latents + (1 - a).sqrt() * noise
-        source, target = bundle.unet(x_t.expand(2, -1, -1, -1), t, encoder_hidden_states=context).sample.float().chunk(2)
+        source, target = bundle.unet(x_t.expand(2, -1, -1, -1), t,
+                                     encoder_hidden_states=context).sample.float().chunk(2)
         moved = guidance * ((1 - a) / a).sqrt().float() * (target - source)[0][:, inside]
         shifts.append(moved.pow(2).mean().sqrt().item())
     return np.array(shifts)
 
 # %% ../nbs/09b_toymodel.ipynb #e0f17442
 @torch.no_grad()
-def noun_swap_gap(bundle: Bundle, per_noun: int = 32, timesteps=(200, 400, 600), seed: int = 0) -> dict:
-    "Relative rise of the denoising error on each noun's objects when the caption names another noun, and text cosines"
+def noun_swap_gap(bundle: Bundle, per_noun: int = 32, timesteps=(200, 400, 600),
+                  seed: int = 0) -> dict:
+    "Rise of the denoising error on each noun's objects when captioned as another; text cosines"
     nouns = get_world(bundle_world(bundle)).nouns
     rng = np.random.default_rng(seed)
     gap = np.zeros((len(nouns), len(nouns)))
@@ -402,14 +446,19 @@ def noun_swap_gap(bundle: Bundle, per_noun: int = 32, timesteps=(200, 400, 600),
         inside = torch.from_numpy(np.stack([s.masks[0] for s in scenes]))[:, None].to(latents) > 0
         losses = np.zeros(len(nouns))
         for t in timesteps:
-            noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed * 1009 + t)).to(latents)
+            noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(
+                seed * 1009 + t)).to(latents)
             a = bundle.scheduler.alphas_cumprod[t].to(latents)
             x_t = a.sqrt() * latents + (1 - a).sqrt() * noise
             for col, other in enumerate(nouns):
-                captions = [" ".join(other if w == noun else w for w in s.caption.split()) for s in scenes]
-                pred = bundle.unet(x_t, t, encoder_hidden_states=encode_prompts(bundle, captions)).sample.float()
-                losses[col] += ((pred - noise) ** 2 * inside).sum().item() / inside.sum().item() / len(timesteps)
+                captions = [" ".join(other if w == noun else w for w in s.caption.split())
+                            for s in scenes]
+                pred = bundle.unet(x_t, t, encoder_hidden_states=encode_prompts(bundle, captions)
+                                   ).sample.float()
+                losses[col] += (((pred - noise) ** 2 * inside).sum().item() / inside.sum().item()
+                                / len(timesteps))
         gap[row] = losses / losses[row] - 1
-    states = encode_prompts(bundle, [f"a {noun}" for noun in nouns])[:, 2]  # each noun is one token, after "a"
+    # each noun is one token, after "a"
+    states = encode_prompts(bundle, [f"a {noun}" for noun in nouns])[:, 2]
     states = F.normalize(states.float(), dim=-1)
     return {"nouns": list(nouns), "gap": gap, "text_cosine": (states @ states.T).cpu().numpy()}
