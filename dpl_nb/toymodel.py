@@ -229,7 +229,8 @@ def _earlier_weights(init: str) -> tuple[dict, list, list]:
     path = Path(init)
     if path.is_file():
         earlier = torch.load(path, map_location="cpu", weights_only=False)
-        lineage = earlier.get("lineage") or [{"step": earlier["step"], "config": earlier["config"]}]
+        # a checkpoint keeps the legs before its own run; its own leg, up to its step, comes last
+        lineage = earlier.get("lineage", []) + [{"step": earlier["step"], "config": earlier["config"]}]
         return earlier["config"], earlier["ema"]["shadow_params"], lineage
     # a snapshot or shipped model: fp16 weights
     if (path / "dpl_nb.json").is_file() and (path / "unet").is_dir():
