@@ -445,7 +445,8 @@ def main():
         names = args.edits.split(",") if args.edits else None
         quantities = stage_d.stage_d(Path(args.results), bundle, ours, args.reference, args.reference_python,
                                      args.model, args.image, args.prompt, args.steps, DPL_SH_POSTFIX, differences,
-                                     names, rtol=STAGE_C_RTOL, float_rtol=FLOAT_RTOL)
+                                     names, rtol=STAGE_C_RTOL, float_rtol=FLOAT_RTOL,
+                                     inversion_verdict=result["quantities"].get("dpl_tokens", {}).get("verdict", "bug"))
         result["quantities"].update(quantities)
         cross, self_ = stage_d.windows(args.steps)
         if "dpl_edit_swap" in quantities:
