@@ -24,7 +24,7 @@ from .prompts import encode_prompts, parse_prompt
 
 # %% auto #0
 __all__ = ['self_resolution', 'AttentionStatistics', 'attention_statistics', 'pca_image', 'attention_features', 'BackgroundMasks',
-           'background_masks', 'find_background', 'show_background']
+           'background_masks', 'find_background', 'show_background', 'anchor_regions']
 
 # %% ../nbs/06_background.ipynb #066289f3
 def self_resolution(bundle: Bundle) -> int:
@@ -321,3 +321,27 @@ def show_background(image,  # PIL image
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/06_background.ipynb #52031ddd
+def anchor_regions(masks: BackgroundMasks,  # background_masks' clusters and labels
+                   cross: torch.Tensor,  # (r, r, tokens) mean cross-attention maps, as given to background_masks
+                   nouns: dict[str, Sequence[int]],  # word -> token positions, as given to background_masks
+                   ) -> dict[str, torch.Tensor]:
+    "Each word's region `(r, r)`: a connected piece of a word cluster, words and pieces matched one to one"
+    from scipy.ndimage import label as connected_pieces
+    from scipy.optimize import linear_sum_assignment
+    s, r, words = masks.clusters.shape[-1], masks.background.shape[-1], list(nouns)
+    maps = torch.stack([torch.as_tensor(cross)[..., list(nouns[w])].float().mean(-1) for w in words])
+    maps = F.interpolate(maps[None], size=(s, s), mode="nearest")[0]  # r -> s by repetition
+    maps = torch.stack([_normalise_like_reference(m) for m in maps])
+    pieces = []
+    for c, label in enumerate(masks.labels):
+        if label != "BG":
+            found, n = connected_pieces((masks.clusters == c).numpy())
+            pieces += [torch.from_numpy(found == i) for i in range(1, n + 1)]
+    regions = {w: torch.zeros(r, r, dtype=torch.bool) for w in words}
+    if pieces:
+        mass = torch.stack(pieces).flatten(1).float() @ maps.flatten(1).T  # (pieces, words)
+        for p, k in zip(*linear_sum_assignment(mass.numpy(), maximize=True)):
+            regions[words[k]] = _to_loss_resolution(pieces[p], r)
+    return regions

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .attention import (AttentionStore, AttnLayer, StopForward, capture, forward_until, last_layer,
                               select_layers, truncated_fraction)
-from .background import BackgroundMasks, find_background
+from .background import BackgroundMasks, anchor_regions, find_background
 from .inversion import (NTI_PRESETS, Inversion, NTIConfig, NullTextStep, check_num_steps, ddim_scheduler,
                               encode_with_tokens, guided_noise, loss_scaler, null_text_step, sample, sized_bundle,
                               word_embeddings)
@@ -264,15 +264,20 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
         stop = (last_layer(layers), stop_share(bundle, layers))
         trace["truncated_fraction"] = stop[1]
     with UNetCounter(bundle.unet) as cost:
-        masks, trajectory, _ = find_background(bundle, image, prompt, num_steps, config.clusters,
+        masks, trajectory, found = find_background(bundle, image, prompt, num_steps, config.clusters,
                                                config.cluster_threshold, config.cluster_seed, generator, progress)
         if background is None:
             background = masks.background
             trace.update(background_fallback=masks.fallback, cluster_labels=masks.labels)
         trace["background"] = background.int().tolist()
         leak = None
-        if config.losses.anchor:  # each braced word anchored to the clusters its initial map covers best (chapter 7)
-            leak = leak_masks(background, torch.stack([masks.nouns[w.word] for w in parsed.words]))
+        if config.losses.anchor:  # each braced word anchored to one piece of the clusters (chapters 6, 7)
+            nouns = {}
+            for w in parsed.words:
+                nouns.setdefault(w.word, []).extend(w.positions)
+            regions = anchor_regions(masks, found.cross, nouns)
+            leak = leak_masks(background, torch.stack([regions[w.word] for w in parsed.words]))
+        del found
         scheduler = ddim_scheduler(bundle.scheduler.config, num_steps)
         tokens = torch.nn.Parameter(initial_tokens(bundle, prompt, config.init).to(bundle.device, torch.float32))
         start_tokens = tokens.detach().clone()

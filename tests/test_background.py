@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from dpl_nb.background import (AttentionStatistics, BackgroundMasks, _normalise_like_reference, _to_loss_resolution,
-                               attention_features, attention_statistics, background_masks, find_background, pca_image,
+                               anchor_regions, attention_features, attention_statistics, background_masks, find_background, pca_image,
                                self_resolution, show_background)
 from dpl_nb.inversion import ddim_invert, inverse_scheduler
 from dpl_nb.prompts import encode_prompts
@@ -254,3 +254,24 @@ def test_pca_image_and_show_background(toy, scene):
     assert len(fig.axes) == 4                                       # scene, clusters, background, cat
     import matplotlib.pyplot as plt
     plt.close(fig)
+
+
+def test_anchor_regions_split_a_cluster_two_look_alikes_share():
+    "Two objects in one cluster that one word claims whole: anchor_regions gives each word its own object"
+    rows, cols = torch.meshgrid(torch.arange(4), torch.arange(4), indexing="ij")
+    first, second = (rows < 2) & (cols < 2), (rows >= 2) & (cols >= 2)
+    objects = (first | second).flatten()
+    # object pixels attend to all object pixels (both objects alike), background to background
+    self_attention = (objects[:, None] == objects[None, :]).float()
+    self_attention /= self_attention.sum(1, keepdim=True)
+    cross = torch.zeros(4, 4, 4)
+    cross[..., 1] = torch.where(first, 1.0, torch.where(second, 0.8, 0.0))  # the cat: strong on both
+    cross[..., 2] = torch.where(first, 0.2, torch.where(second, 0.6, 0.0))  # the dog: weaker, but on the second
+    nouns = {"cat": [1], "dog": [2]}
+    masks = background_masks(self_attention, cross, nouns, n_clusters=2)
+    assert torch.equal(masks.nouns["cat"], first | second) and not masks.nouns["dog"].any()  # the labels fail
+    regions = anchor_regions(masks, cross, nouns)
+    assert torch.equal(regions["cat"], first) and torch.equal(regions["dog"], second)
+    # the word order does not matter
+    swapped = anchor_regions(masks, cross, {"dog": [2], "cat": [1]})
+    assert torch.equal(swapped["cat"], first) and torch.equal(swapped["dog"], second)
