@@ -128,11 +128,13 @@ def means(records: list[dict], methods=METHODS) -> dict:
 
 
 def figure(records: list[dict], scenes: dict, path: Path, rows: int = 12, methods=METHODS):
-    "Input | NTI edit | DPL edit | DPL-lean edit (those run) for the first `rows` look-alike scenes, written atomically"
+    "Input | NTI edit | DPL edit | DPL-lean edit (those run) for the first `rows` look-alike scenes (else ordinary ones)"
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    chosen = [r for r in records if r["distractor"]][:rows]
+    chosen = ([r for r in records if r["distractor"]] or records)[:rows]
+    if not chosen:
+        return
     fig, axs = plt.subplots(len(chosen), 1 + len(methods), figsize=(1.3 * (1 + len(methods)), 1.45 * len(chosen)),
                             squeeze=False)
     for row, r in zip(axs, chosen):
