@@ -42,6 +42,32 @@ def _patched_to(original):
     return to
 
 
+
+def _patch_on_import(module_name: str, patch):
+    "Call `patch(module)` right after `module_name` is first imported (the reference's file is not touched)"
+    import importlib.abc
+    import importlib.util
+
+    class _Hook(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name != module_name:
+                return None
+            sys.meta_path.remove(self)
+            try:
+                spec = importlib.util.find_spec(name)
+            finally:
+                sys.meta_path.insert(0, self)
+            exec_module = spec.loader.exec_module
+
+            def exec_and_patch(module):
+                exec_module(module)
+                patch(module)
+            spec.loader.exec_module = exec_and_patch
+            return spec
+
+    sys.meta_path.insert(0, _Hook())
+
+
 torch.Tensor.to = _patched_to(torch.Tensor.to)
 torch.nn.Module.to = _patched_to(torch.nn.Module.to)
 torch.Tensor.cuda = lambda self, *args, **kwargs: self
@@ -71,8 +97,6 @@ if os.environ.get("DPL_REF_NOUNS"):
 
 if os.environ.get("DPL_REF_DUMP"):
     import atexit
-    import importlib.abc
-    import importlib.util
 
     from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 
@@ -110,25 +134,7 @@ if os.environ.get("DPL_REF_DUMP"):
         pipe._get_attention_maps = _recorded(pipe._get_attention_maps,
                                              lambda a, k, out: _dump["blend_maps"].append(out.detach().clone()))
 
-    class _EditPipelineHook(importlib.abc.MetaPathFinder):
-        "Wraps methods of the reference's pipelines.edit_pipeline once it is imported (the file is not touched)"
-        def find_spec(self, name, path=None, target=None):
-            if name != "pipelines.edit_pipeline":
-                return None
-            sys.meta_path.remove(self)
-            try:
-                spec = importlib.util.find_spec(name)
-            finally:
-                sys.meta_path.insert(0, self)
-            exec_module = spec.loader.exec_module
-
-            def exec_and_patch(module):
-                exec_module(module)
-                _patch_edit_pipeline(module)
-            spec.loader.exec_module = exec_and_patch
-            return spec
-
-    sys.meta_path.insert(0, _EditPipelineHook())
+    _patch_on_import("pipelines.edit_pipeline", _patch_edit_pipeline)
     atexit.register(lambda: torch.save(_dump, os.environ["DPL_REF_DUMP"]))
 
 
@@ -184,25 +190,4 @@ if os.environ.get("DPL_REF_ADAM_DUMP"):
             return out
         pipe._aggregate_and_get_max_attention_per_token = hooked
 
-    class _DPLPipelineHook(importlib.abc.MetaPathFinder):
-        "Wraps a method of the reference's pipelines.null_attend_textinv_pipeline once it is imported"
-        def find_spec(self, name, path=None, target=None):
-            if name != "pipelines.null_attend_textinv_pipeline":
-                return None
-            sys.meta_path.remove(self)
-            try:
-                spec = importlib.util.find_spec(name)
-            finally:
-                sys.meta_path.insert(0, self)
-            exec_module = spec.loader.exec_module
-
-            def exec_and_patch(module):
-                exec_module(module)
-                _patch_dpl_pipeline(module)
-            spec.loader.exec_module = exec_and_patch
-            return spec
-
-    import importlib.abc
-    import importlib.util
-
-    sys.meta_path.insert(0, _DPLPipelineHook())
+    _patch_on_import("pipelines.null_attend_textinv_pipeline", _patch_dpl_pipeline)
