@@ -151,6 +151,16 @@ def _normalise_like_reference(m: torch.Tensor) -> torch.Tensor:
     top = m.max()
     return (m - m.min().abs()) / top if top != 0 else torch.zeros_like(m)
 
+# %% ../nbs/06_background.ipynb #2960a9eb
+def _word_maps(cross: torch.Tensor,  # (r, r, tokens) mean cross-attention maps
+               nouns: dict[str, Sequence[int]],  # word -> token positions (maps averaged)
+               s: int,  # the self-attention resolution to repeat the maps to
+               ) -> torch.Tensor:
+    "Each word's map `(words, s, s)`: its positions averaged, repeated r -> s, normalised as the reference does"
+    maps = torch.stack([torch.as_tensor(cross)[..., list(p)].float().mean(-1) for p in nouns.values()])
+    maps = F.interpolate(maps[None], size=(s, s), mode="nearest")[0]
+    return torch.stack([_normalise_like_reference(m) for m in maps])
+
 # %% ../nbs/06_background.ipynb #8aefce0d
 def _to_loss_resolution(mask: torch.Tensor,  # (s, s) bool
                         r: int,  # the loss resolution
@@ -231,9 +241,7 @@ def background_masks(self_attention: torch.Tensor,  # (N, N) mean self-attention
     s, r, words = int(round(math.sqrt(sa.shape[0]))), cross.shape[0], list(nouns)
     kmeans = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit(sa.numpy())
     clusters = torch.from_numpy(kmeans.labels_.astype(np.int64)).reshape(s, s)
-    maps = torch.stack([cross[..., nouns[w]].mean(-1) for w in words])               # (words, r, r)
-    maps = F.interpolate(maps[None], size=(s, s), mode="nearest")[0]  # r -> s by repetition
-    maps = torch.stack([_normalise_like_reference(m) for m in maps])
+    maps = _word_maps(cross, nouns, s)  # (words, s, s)
     members = F.one_hot(clusters.flatten(), n_clusters).T.float()  # (clusters, N)
     sizes = members.sum(1)
     scores = members @ maps.flatten(1).T / sizes.clamp_min(1)[:, None]  # (clusters, words)
@@ -270,9 +278,7 @@ def find_background(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) te
     if not parsed.words:
         raise ValueError(f"prompt {prompt!r} has no braced words: brace the nouns, as in "
                          "'a {cat} and a {dog}'")
-    nouns: dict[str, list[int]] = {}
-    for w in parsed.words:
-        nouns.setdefault(w.word, []).extend(w.positions)
+    nouns = parsed.by_word
     check_num_steps(num_steps, bundle.scheduler)
     bundle = sized_bundle(bundle, image)  # maps and masks at the image's own size
     z0 = encode_image(bundle, image, generator)
@@ -331,9 +337,7 @@ def anchor_regions(masks: BackgroundMasks,  # background_masks' clusters and lab
     from scipy.ndimage import label as connected_pieces
     from scipy.optimize import linear_sum_assignment
     s, r, words = masks.clusters.shape[-1], masks.background.shape[-1], list(nouns)
-    maps = torch.stack([torch.as_tensor(cross)[..., list(nouns[w])].float().mean(-1) for w in words])
-    maps = F.interpolate(maps[None], size=(s, s), mode="nearest")[0]  # r -> s by repetition
-    maps = torch.stack([_normalise_like_reference(m) for m in maps])
+    maps = _word_maps(cross, nouns, s)
     pieces = []
     for c, label in enumerate(masks.labels):
         if label != "BG":

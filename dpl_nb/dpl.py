@@ -272,10 +272,7 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
         trace["background"] = background.int().tolist()
         leak = None
         if config.losses.anchor:  # each braced word anchored to one piece of the clusters (chapters 6, 7)
-            nouns = {}
-            for w in parsed.words:
-                nouns.setdefault(w.word, []).extend(w.positions)
-            regions = anchor_regions(masks, found.cross, nouns)
+            regions = anchor_regions(masks, found.cross, parsed.by_word)
             leak = leak_masks(background, torch.stack([regions[w.word] for w in parsed.words]))
         del found
         scheduler = ddim_scheduler(bundle.scheduler.config, num_steps)

@@ -90,6 +90,14 @@ class Prompt:
     @property
     def positions(self) -> list[list[int]]: return [w.positions for w in self.words]
 
+    @property
+    def by_word(self) -> dict[str, list[int]]:
+        "Each braced word's token positions, a word braced twice gathering both"
+        found: dict[str, list[int]] = {}
+        for w in self.words:
+            found.setdefault(w.word, []).extend(w.positions)
+        return found
+
 # %% ../nbs/02_prompts.ipynb #95f48895
 def parse_prompt(prompt: str, tokenizer=None) -> Prompt:
     "Split `'a {cat} and a {dog}'` into the clean prompt and its dynamic words (and their tokens)"
