@@ -15,12 +15,13 @@ torch.cuda.max_memory_allocated on a GPU, the process's peak resident memory on 
 
 On a GPU: 50 steps in float32, float16 and bfloat16, and the issue's targets (bf16: DPL-lean worst case + edit under
 60 s and 10 GB; NTI + edit under 20 s). On a CPU it is a smoke test: 2 steps in float32 (the default there).
-Writes benchmarks/results/sd_gpu.json (atomically).
+Writes benchmarks/results/sd_gpu.json (atomically) after each method; run again to resume a stopped run.
 
     python benchmarks/sd_gpu.py [--device cuda] [--steps 50] [--dtypes float32,float16,bfloat16] [--methods ...]
 """
 import argparse
 import dataclasses
+import json
 import os
 import platform
 import resource
@@ -118,6 +119,8 @@ def main():
     parser.add_argument("--tiny", action="store_true", help="SD 1.4's layout at small widths: checks the script quickly")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", default=None, help="result file (default: benchmarks/results/sd_gpu.json)")
+    parser.add_argument("--fresh", action="store_true", help="measure everything again (default: resume the result "
+                        "file, keeping the methods it has for the same settings)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -131,32 +134,43 @@ def main():
         parser.error(f"unknown methods {unknown}; choose from {METHODS}")
     generator = torch.Generator().manual_seed(0)
     image = torch.rand(1, 3, 512, 512, generator=generator) * 2 - 1  # a 512x512 image in [-1, 1]
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / "sd_gpu.json"
+    settings = dict(kind="gpu" if gpu else "cpu smoke test", device=torch.cuda.get_device_name(device) if gpu
+                    else platform.processor() or platform.machine(), steps=steps, image_size=512, tiny=args.tiny)
     runs = {}
+    if out.exists() and not args.fresh:  # resume: keep what a run with the same settings measured
+        earlier = json.loads(out.read_text())
+        if {k: earlier.get(k) for k in settings} == settings:
+            runs = earlier["methods"]
+            print(f"resuming {out}: {sorted((m, d) for m in runs for d in runs[m])} already measured")
     for dtype in dtypes:
+        todo = [m for m in methods if dtype not in runs.get(m, {})]
+        if not todo:
+            continue
         bundle = sd14_topology(tiny=args.tiny)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # half precision on a CPU warns
             bundle.to(device, getattr(torch, dtype))
         params = sum(p.numel() for p in bundle.unet.parameters())
-        for method in methods:
+        for method in todo:
             runs.setdefault(method, {})[dtype] = record = run_method(bundle, image, method, steps)
-            print(f"{method:9s} {dtype:8s} {record['seconds']:8.1f} s  {record['unet_evals']:5d} evals  "
+            print(f"{method:9s} {dtype:8s} {record['seconds']:8.1f} s  {record['unet_evals']:7.1f} evals  "
                   f"{record['peak_gib']:6.2f} GiB  finite={record['finite']}", flush=True)
+            result = dict(settings, unet_parameters=params, threads=torch.get_num_threads(),
+                          memory="torch.cuda.max_memory_allocated" if gpu else "process peak RSS (of the process "
+                          "that measured it: it includes the methods measured before it in that process)",
+                          methods=runs, dpl_nb=dpl_nb.__version__, torch=torch.__version__)
+            if gpu and "bfloat16" in runs.get("dpl_lean", {}) and "bfloat16" in runs.get("nti", {}):
+                lean, nti = runs["dpl_lean"]["bfloat16"], runs["nti"]["bfloat16"]
+                result["targets"] = dict(TARGETS, met=dict(
+                    dpl_lean_seconds=lean["seconds"] < TARGETS["dpl_lean_seconds"],
+                    dpl_lean_gib=lean["peak_gib"] < TARGETS["dpl_lean_gib"],
+                    nti_seconds=nti["seconds"] < TARGETS["nti_seconds"]))
+            write_result(result, out)  # after each method, so that a stopped run resumes
         del bundle
         if gpu:
             torch.cuda.empty_cache()
-    result = dict(
-        kind="gpu" if gpu else "cpu smoke test", device=torch.cuda.get_device_name(device) if gpu else platform.processor()
-        or platform.machine(), steps=steps, image_size=512, tiny=args.tiny, unet_parameters=params,
-        threads=torch.get_num_threads(), memory="torch.cuda.max_memory_allocated" if gpu else "process peak RSS",
-        methods=runs, dpl_nb=dpl_nb.__version__, torch=torch.__version__)
-    if gpu and "bfloat16" in runs.get("dpl_lean", {}) and "bfloat16" in runs.get("nti", {}):
-        lean, nti = runs["dpl_lean"]["bfloat16"], runs["nti"]["bfloat16"]
-        result["targets"] = dict(TARGETS, met=dict(dpl_lean_seconds=lean["seconds"] < TARGETS["dpl_lean_seconds"],
-                                                   dpl_lean_gib=lean["peak_gib"] < TARGETS["dpl_lean_gib"],
-                                                   nti_seconds=nti["seconds"] < TARGETS["nti_seconds"]))
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / "sd_gpu.json"
-    print(f"wrote {write_result(result, out)}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -110,6 +110,7 @@ class ToyTrainConfig:
     channels: tuple[int, ...] = (32, 64, 64)  # UNet widths (toy_models)
     layers_per_block: int = 1
     object_attention: float = 0.1  # weight of the localisation loss (scenes without look-alikes)
+    lookalike_margin: float = 0.0  # > 0: look-alike scenes teach each noun to attend more to its own object than to the other by this much; 0: they teach no map
     checkpoint_every: int = 50
     snapshot_every: int = 250
     world: str = "shapes"  # the toy world of the scenes (WORLDS): "shapes" (v1) or "coats" (v2)
@@ -121,18 +122,18 @@ class ToyTrainConfig:
 
 # %% ../nbs/09b_toymodel.ipynb #52f0c9e4
 def scene_batch(seed: int, step: int, batch_size: int, p_empty: float = 0.0, **scene_kw
-                ) -> tuple[torch.Tensor, list[str], torch.Tensor]:
-    "Batch of `step`, from (seed, step) only: images in [-1, 1], captions, masks `(B, 3, 32, 32)`"
+                ) -> tuple[torch.Tensor, list[str], torch.Tensor, torch.Tensor]:
+    "Batch of `step`, from (seed, step) only: images in [-1, 1], captions, masks `(B, 3, 32, 32)`, look-alike rows `(B,)`"
     rng = np.random.default_rng([seed, step])
     scenes = [random_scene(rng, **scene_kw) for _ in range(batch_size)]
     images = scene_images(scenes)
     captions = ["" if rng.random() < p_empty else s.caption for s in scenes]
     masks = torch.zeros(batch_size, MAX_OBJECTS, SIZE, SIZE)
     for row, (scene, caption) in enumerate(zip(scenes, captions)):
-        # look-alike scenes teach no map: their leakage is the model's own
-        if caption and not is_distractor(scene):
+        if caption:  # an empty caption teaches no map
             masks[row, :len(scene.masks)] = torch.from_numpy(scene.masks).float()
-    return images, captions, masks
+    lookalike = torch.tensor([bool(c) and is_distractor(s) for s, c in zip(scenes, captions)])
+    return images, captions, masks, lookalike
 
 # %% ../nbs/09b_toymodel.ipynb #1c9f4b2d
 def tail_slots(ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
@@ -156,29 +157,42 @@ def noun_slots(ids: torch.Tensor, tokenizer: CLIPTokenizerFast,
 class ObjectAttention:
     "Controller keeping, with gradient, each taught noun's mean attention on and off its object"
     def __init__(self, nouns: torch.Tensor,  # (B, objects) each object's noun position, -1: none
-                 masks: torch.Tensor):  # (B, objects, H, W) object masks; all zero: not taught
-        self.nouns, self.masks = nouns, masks
-        self.valid = (nouns >= 0) & (masks.flatten(2).amax(-1) > 0)
-        self.inside, self.outside = [], []
+                 masks: torch.Tensor,  # (B, objects, H, W) object masks; all zero: not taught
+                 lookalike: torch.Tensor | None = None,  # (B,) look-alike scenes: taught only the order, or nothing
+                 margin: float = 0.0):  # the order's margin; 0: look-alike scenes teach no map
+        lookalike = torch.zeros(len(nouns), dtype=torch.bool, device=nouns.device) if lookalike is None else lookalike
+        taught = (nouns >= 0) & (masks.flatten(2).amax(-1) > 0)
+        self.nouns, self.masks, self.margin = nouns, masks, margin
+        self.valid = taught & ~lookalike[:, None]
+        self.ranked = taught & lookalike[:, None] & (margin > 0)
+        self.inside, self.outside, self.order = [], [], []
 
     def __call__(self, probs: torch.Tensor, layer) -> torch.Tensor:
-        if self.valid.any():
+        if self.valid.any() or self.ranked.any():
             maps = probs.unflatten(0, (-1, layer.heads)).mean(1)  # (B, queries, keys)
             side = int(round(maps.shape[1] ** 0.5))
             columns = maps.gather(2, self.nouns.clamp_min(0)[:, None, :]
                                   .expand(-1, maps.shape[1], -1)).transpose(1, 2)
             # the object's share of each cell
             cover = F.interpolate(self.masks, size=(side, side), mode="area").flatten(2)
-            on = (columns * cover).sum(-1) / cover.sum(-1).clamp_min(1e-6)
-            off = (columns * (1 - cover)).sum(-1) / (1 - cover).sum(-1).clamp_min(1e-6)
-            self.inside.append(on[self.valid].mean()); self.outside.append(off[self.valid].mean())
+            mean_on = lambda region: (columns * region).sum(-1) / region.sum(-1).clamp_min(1e-6)
+            on = mean_on(cover)
+            if self.valid.any():
+                self.inside.append(on[self.valid].mean())
+                self.outside.append(mean_on(1 - cover)[self.valid].mean())
+            if self.ranked.any():  # the other objects, where a look-alike's map leaks
+                others = (cover.sum(1, keepdim=True) - cover).clamp(0, 1)
+                self.order.append(F.relu(self.margin - (on - mean_on(others)))[self.ranked].mean())
         return probs
 
     def loss(self) -> torch.Tensor:
-        "FastComposer's localisation loss: mean attention off the object minus on it"
-        if not self.inside:
-            return torch.tensor(0.0)
-        return torch.stack(self.outside).mean() - torch.stack(self.inside).mean()
+        "FastComposer's localisation loss (mean attention off the object minus on it), plus the look-alikes' order"
+        loss = torch.tensor(0.0)
+        if self.inside:
+            loss = torch.stack(self.outside).mean() - torch.stack(self.inside).mean()
+        if self.order:
+            loss = loss + torch.stack(self.order).mean()
+        return loss
 
 # %% ../nbs/09b_toymodel.ipynb #9e5c2b47
 def _atomic_torch_save(obj, path: Path):
@@ -308,10 +322,10 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
     # drop the rows past the checkpoint
     log.write_text("".join(json.dumps(r) + "\n" for r in _read_log(log, start)))
     end = min(config.steps, stop_at or config.steps)
-    losses, priors = [], []
+    losses, priors, orders = [], [], []
     batches = torch.utils.data.DataLoader(_StepBatches(config, start, end), batch_size=None,
                                           num_workers=workers)
-    for step, (images, captions, object_masks) in zip(
+    for step, (images, captions, object_masks, lookalike) in zip(
             tqdm(range(start, end), initial=start, total=config.steps, disable=not progress,
                  desc="training"), batches):
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
@@ -321,7 +335,8 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
         a = alphas[t].view(-1, 1, 1, 1)
         ids = tokenizer(captions, padding="max_length", max_length=77,
                         return_tensors="pt").input_ids
-        prior = ObjectAttention(noun_slots(ids, tokenizer).to(device), object_masks.to(device))
+        prior = ObjectAttention(noun_slots(ids, tokenizer).to(device), object_masks.to(device),
+                                lookalike.to(device), config.lookalike_margin)
         ids = ids.to(device)
         with (capture(unet, prior, kind="cross") if config.object_attention
               else contextlib.nullcontext()):
@@ -336,15 +351,19 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
         if prior.inside:
             priors.append((torch.stack(prior.inside).mean().item(),
                            torch.stack(prior.outside).mean().item()))
+        if prior.order:
+            orders.append(torch.stack(prior.order).mean().item())
         done = step + 1
         if done % 10 == 0:
             row = {"step": done, "loss": float(np.mean(losses)),
                    "lr": lr_scheduler.get_last_lr()[0]}
             if priors:
                 row["noun_inside"], row["noun_outside"] = (float(v) for v in np.mean(priors, 0))
+            if orders:
+                row["lookalike_order"] = float(np.mean(orders))
             with open(log, "a") as f:
                 f.write(json.dumps(row) + "\n")
-            losses, priors = [], []
+            losses, priors, orders = [], [], []
         if done % config.snapshot_every == 0 or done == config.steps:
             ema_unet, ema_text = models()  # a frozen text encoder: this seeded init, as in training
             ema.copy_to(list(ema_unet.parameters())

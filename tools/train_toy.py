@@ -51,6 +51,9 @@ def main():
     parser.add_argument("--steps", type=int, default=ToyTrainConfig.steps)
     parser.add_argument("--object-attention", type=float, default=ToyTrainConfig.object_attention,
                         help="weight of the localisation loss that teaches nouns to attend to their objects")
+    parser.add_argument("--lookalike-margin", type=float, default=ToyTrainConfig.lookalike_margin,
+                        help="> 0: look-alike scenes teach each noun to attend to its own object more than to the "
+                        "other by this margin (only the order; their maps may still spread); 0: they teach no map")
     parser.add_argument("--batch-size", type=int, default=ToyTrainConfig.batch_size)
     parser.add_argument("--lr", type=float, default=ToyTrainConfig.lr, help="peak learning rate (cosine schedule)")
     parser.add_argument("--init", default="",
@@ -97,7 +100,8 @@ def main():
                                 lr=args.lr, init=str(Path(args.init).resolve()) if args.init else "",
                                 text_encoder=args.text_encoder, token_std=args.token_std, warmup=args.warmup,
                                 similar_tokens=args.similar_tokens, p_similar=args.p_similar,
-                                p_same_colour=args.p_same_colour, snr_gamma=args.snr_gamma)
+                                p_same_colour=args.p_same_colour, snr_gamma=args.snr_gamma,
+                                lookalike_margin=args.lookalike_margin)
         if args.fit_minutes:
             every = max(1, fitted_steps(args.run_dir, config, args.fit_minutes, workers) // args.snapshots)
             config = replace(config, steps=every * args.snapshots, snapshot_every=every)
