@@ -370,6 +370,7 @@ def edit_success(judge,  # the toy object judge (toyjudge.load_judge)
                  new_shape: str | None = None,  # the noun it was asked to become (a shape, or coat)
                  new_colour: str | None = None,  # the colour it was asked to become
                  keep_colour: bool = False,  # also require the object's own colour (no recolouring)
+                 keep_outline: bool = False,  # coat worlds: also require its outline (an edit in place)
                  ) -> bool:
     "Whether the judge sees what the edit asked for (`new_shape`, `new_colour`) where `index` was"
     if new_shape is None and new_colour is None:
@@ -390,10 +391,14 @@ def edit_success(judge,  # the toy object judge (toyjudge.load_judge)
                              "another colour")
     if keep_colour and new_colour is not None:
         raise ValueError("keep_colour asks the colour to stay; it cannot go with new_colour")
-    shape, colour = _judged(judge, image, scene, index)[:2]
+    if keep_outline and judge.outline_head is None:
+        raise ValueError(f"keep_outline needs a coat-world judge; this one judges the "
+                         f"{judge.world!r} world, whose nouns are the outlines")
+    seen = _judged(judge, image, scene, index)
     colour_wanted = scene.objects[index].colour if keep_colour else new_colour
-    return ((new_shape is None or shape == new_shape)
-            and (colour_wanted is None or colour == colour_wanted))
+    return ((new_shape is None or seen[0] == new_shape)
+            and (colour_wanted is None or seen[1] == colour_wanted)
+            and (not keep_outline or seen[2] == scene.objects[index].shape))
 
 # %% ../nbs/10_metrics.ipynb #f8284736
 def distractor_preserved(judge,  # the toy object judge (toyjudge.load_judge)

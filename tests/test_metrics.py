@@ -400,3 +400,21 @@ def test_a_coat_judge_sees_the_other_objects_outline():
         swapped = redraw(scene, 0, kind=new)[1]  # the paper's edit: the first object's coat, nothing else
         assert edit_success(judge, swapped.image, before, 0, new, keep_colour=True)
         assert distractor_preserved(judge, swapped.image, before, 1)
+
+
+def test_a_coat_swap_in_place_keeps_the_outline():
+    "keep_outline: a coat-world swap counts only where the judge still sees the object's outline"
+    from dataclasses import replace
+    from pathlib import Path
+    from dpl_nb.toyjudge import load_judge
+    from dpl_nb.toyworld import OUTLINES, ToyObject, render_scene
+    coats = load_judge(Path(__file__).parents[1] / "tools" / "toy_runs" / "coats_v2" / "judge")
+    first = ToyObject("square", "red", 9.0, 10.0, 6.0, kind="giraffe")
+    second = ToyObject("circle", "blue", 22.0, 21.0, 6.0, kind="cat")
+    scene = render_scene([first, second], np.random.default_rng(0))
+    in_place = render_scene([replace(first, kind="zebra"), second], np.random.default_rng(0))
+    other = next(o for o in OUTLINES if o != first.shape)
+    reshaped = render_scene([replace(first, kind="zebra", shape=other), second], np.random.default_rng(0))
+    assert edit_success(coats, in_place.image, scene, 0, "zebra", keep_colour=True, keep_outline=True)
+    assert edit_success(coats, reshaped.image, scene, 0, "zebra", keep_colour=True)  # the coat alone: yes
+    assert not edit_success(coats, reshaped.image, scene, 0, "zebra", keep_colour=True, keep_outline=True)
