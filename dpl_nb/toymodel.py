@@ -11,7 +11,7 @@ import json
 import math
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -279,7 +279,93 @@ def _warm_start(config: ToyTrainConfig, params: list, device: str) -> tuple[EMAM
             p.copy_(s.to(p.device, p.dtype))
     return EMAModel(params, decay=config.ema_decay, use_ema_warmup=True, power=3 / 4), lineage
 
+# %% ../nbs/09b_toymodel.ipynb #1373bd54
+def _log_row(done: int, rows: list[tuple], lr: float) -> dict:
+    "The log row of the steps in `rows`: mean loss, and the attention prior's means where it was taught"
+    row = {"step": done, "loss": float(np.mean([r[0] for r in rows])), "lr": lr}
+    taught = [r for r in rows if r[1] is not None]
+    if taught:
+        row["noun_inside"] = float(np.mean([r[1] for r in taught]))
+        row["noun_outside"] = float(np.mean([r[2] for r in taught]))
+    ordered = [r[3] for r in rows if r[3] is not None]
+    if ordered:
+        row["lookalike_order"] = float(np.mean(ordered))
+    return row
+
 # %% ../nbs/09b_toymodel.ipynb #c5f8a2e6
+@dataclass
+class _Training:
+    "What a training run carries from step to step, and what its checkpoint keeps"
+    unet: UNet2DConditionModel
+    text_encoder: CLIPTextModel
+    params: list
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: torch.optim.lr_scheduler.LambdaLR
+    ema: EMAModel
+    start: int = 0
+    lineage: list = field(default_factory=list)  # the earlier runs these weights come from
+
+    def checkpoint(self, done: int, config: ToyTrainConfig) -> dict:
+        return {"step": done, "config": asdict(config), "unet": self.unet.state_dict(),
+                "text_encoder": self.text_encoder.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "lr_scheduler": self.lr_scheduler.state_dict(), "ema": self.ema.state_dict(),
+                "lineage": self.lineage}
+
+# %% ../nbs/09b_toymodel.ipynb #27df59e4
+def _start_training(config: ToyTrainConfig, models, device: str, checkpoint: Path) -> _Training:
+    "Fresh models, optimiser and EMA; then a warm start (`init`) or the run's own checkpoint"
+    unet, text_encoder = models()
+    unet.to(device).train(); text_encoder.to(device).train()
+    frozen = config.text_encoder == "frozen"
+    text_encoder.requires_grad_(not frozen)
+    params = list(unet.parameters()) + ([] if frozen else list(text_encoder.parameters()))
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    decay = lambda s: (min(1.0, (s + 1) / config.warmup)
+                       * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
+    run = _Training(unet, text_encoder, params, optimizer,
+                    torch.optim.lr_scheduler.LambdaLR(optimizer, decay),
+                    EMAModel(params, decay=config.ema_decay, use_ema_warmup=True, power=3 / 4))
+    if config.init and not checkpoint.exists():  # a warm start: averaged weights, a fresh schedule
+        run.ema, run.lineage = _warm_start(config, params, device)
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        # config fields added since the checkpoint take their defaults
+        if {**asdict(ToyTrainConfig()), **state["config"]} != asdict(config):
+            raise ValueError(f"{checkpoint} was written with another config {state['config']}; "
+                             f"use a new run_dir")
+        unet.load_state_dict(state["unet"]); text_encoder.load_state_dict(state["text_encoder"])
+        optimizer.load_state_dict(state["optimizer"])
+        run.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        run.ema.load_state_dict(state["ema"])
+        run.start, run.lineage = state["step"], state.get("lineage", [])
+    return run
+
+# %% ../nbs/09b_toymodel.ipynb #da843556
+def _training_step(run: _Training, config: ToyTrainConfig, step: int, batch, alphas: torch.Tensor,
+                   tokenizer, device: str) -> tuple[float, ObjectAttention]:
+    "One optimiser step on `batch`: the noise loss (and its value) and the attention prior it taught"
+    images, captions, object_masks, lookalike = batch
+    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+    noise = torch.randn(images.shape, generator=gen)
+    t = torch.randint(0, 1000, (images.shape[0],), generator=gen)
+    images, noise, t = images.to(device), noise.to(device), t.to(device)
+    a = alphas[t].view(-1, 1, 1, 1)
+    ids = tokenizer(captions, padding="max_length", max_length=77, return_tensors="pt").input_ids
+    prior = ObjectAttention(noun_slots(ids, tokenizer).to(device), object_masks.to(device),
+                            lookalike.to(device), config.lookalike_margin)
+    ids = ids.to(device)
+    with (capture(run.unet, prior, kind="cross") if config.object_attention
+          else contextlib.nullcontext()):
+        pred = run.unet(a.sqrt() * images + (1 - a).sqrt() * noise, t,
+                        encoder_hidden_states=run.text_encoder(ids)[0]).sample
+    loss = snr_weighted_mse(pred, noise, a.flatten(), config.snr_gamma)
+    run.optimizer.zero_grad(set_to_none=True)
+    (loss + config.object_attention * prior.loss().to(device)).backward()
+    torch.nn.utils.clip_grad_norm_(run.params, config.grad_clip)
+    run.optimizer.step(); run.lr_scheduler.step(); run.ema.step(run.params)
+    return loss.item(), prior
+
+# %% ../nbs/09b_toymodel.ipynb #5318e020
 def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: str | None = None,
                     stop_at: int | None = None, progress: bool = True,
                     workers: int = 0,  # processes drawing the scenes ahead of the GPU (0: none)
@@ -292,94 +378,36 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
         raise ValueError(f"text_encoder must be 'trained' or 'frozen', got {config.text_encoder!r}")
     models = lambda: toy_models(tokenizer, config.seed, config.channels, config.layers_per_block,
                                 config.token_std, config.similar_tokens, config.world)
-    unet, text_encoder = models()
-    unet.to(device).train(); text_encoder.to(device).train()
-    frozen = config.text_encoder == "frozen"
-    text_encoder.requires_grad_(not frozen)
-    params = list(unet.parameters()) + ([] if frozen else list(text_encoder.parameters()))
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    decay = lambda s: (min(1.0, (s + 1) / config.warmup)
-                       * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
-    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
-    ema = EMAModel(params, decay=config.ema_decay, use_ema_warmup=True, power=3 / 4)
+    checkpoint, log = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
+    run = _start_training(config, models, device, checkpoint)
     alphas = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                            num_train_timesteps=1000).alphas_cumprod.to(device)
-    # lineage: the earlier runs these weights come from
-    checkpoint, start, lineage = run_dir / "checkpoint.pt", 0, []
-    if config.init and not checkpoint.exists():  # a warm start: averaged weights, a fresh schedule
-        ema, lineage = _warm_start(config, params, device)
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        # config fields added since the checkpoint take their defaults
-        if {**asdict(ToyTrainConfig()), **state["config"]} != asdict(config):
-            raise ValueError(f"{checkpoint} was written with another config {state['config']}; "
-                             f"use a new run_dir")
-        unet.load_state_dict(state["unet"]); text_encoder.load_state_dict(state["text_encoder"])
-        optimizer.load_state_dict(state["optimizer"])
-        lr_scheduler.load_state_dict(state["lr_scheduler"])
-        ema.load_state_dict(state["ema"]); start, lineage = state["step"], state.get("lineage", [])
-    log = run_dir / "log.jsonl"
     # drop the rows past the checkpoint
-    log.write_text("".join(json.dumps(r) + "\n" for r in _read_log(log, start)))
+    log.write_text("".join(json.dumps(r) + "\n" for r in _read_log(log, run.start)))
     end = min(config.steps, stop_at or config.steps)
-    losses, priors, orders = [], [], []
-    batches = torch.utils.data.DataLoader(_StepBatches(config, start, end), batch_size=None,
+    rows = []  # (loss, noun inside, noun outside, look-alike order) since the last log row
+    batches = torch.utils.data.DataLoader(_StepBatches(config, run.start, end), batch_size=None,
                                           num_workers=workers)
-    for step, (images, captions, object_masks, lookalike) in zip(
-            tqdm(range(start, end), initial=start, total=config.steps, disable=not progress,
-                 desc="training"), batches):
-        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        noise = torch.randn(images.shape, generator=gen)
-        t = torch.randint(0, 1000, (images.shape[0],), generator=gen)
-        images, noise, t = images.to(device), noise.to(device), t.to(device)
-        a = alphas[t].view(-1, 1, 1, 1)
-        ids = tokenizer(captions, padding="max_length", max_length=77,
-                        return_tensors="pt").input_ids
-        prior = ObjectAttention(noun_slots(ids, tokenizer).to(device), object_masks.to(device),
-                                lookalike.to(device), config.lookalike_margin)
-        ids = ids.to(device)
-        with (capture(unet, prior, kind="cross") if config.object_attention
-              else contextlib.nullcontext()):
-            pred = unet(a.sqrt() * images + (1 - a).sqrt() * noise, t,
-                        encoder_hidden_states=text_encoder(ids)[0]).sample
-        loss = snr_weighted_mse(pred, noise, a.flatten(), config.snr_gamma)
-        optimizer.zero_grad(set_to_none=True)
-        (loss + config.object_attention * prior.loss().to(device)).backward()
-        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        optimizer.step(); lr_scheduler.step(); ema.step(params)
-        losses.append(loss.item())
-        if prior.inside:
-            priors.append((torch.stack(prior.inside).mean().item(),
-                           torch.stack(prior.outside).mean().item()))
-        if prior.order:
-            orders.append(torch.stack(prior.order).mean().item())
+    for step, batch in zip(tqdm(range(run.start, end), initial=run.start, total=config.steps,
+                                disable=not progress, desc="training"), batches):
+        loss, prior = _training_step(run, config, step, batch, alphas, tokenizer, device)
+        mean = lambda values: torch.stack(values).mean().item() if values else None
+        rows.append((loss, mean(prior.inside), mean(prior.outside), mean(prior.order)))
         done = step + 1
         if done % 10 == 0:
-            row = {"step": done, "loss": float(np.mean(losses)),
-                   "lr": lr_scheduler.get_last_lr()[0]}
-            if priors:
-                row["noun_inside"], row["noun_outside"] = (float(v) for v in np.mean(priors, 0))
-            if orders:
-                row["lookalike_order"] = float(np.mean(orders))
             with open(log, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            losses, priors, orders = [], [], []
+                f.write(json.dumps(_log_row(done, rows, run.lr_scheduler.get_last_lr()[0])) + "\n")
+            rows = []
         if done % config.snapshot_every == 0 or done == config.steps:
             ema_unet, ema_text = models()  # a frozen text encoder: this seeded init, as in training
-            ema.copy_to(list(ema_unet.parameters())
-                        + ([] if frozen else list(ema_text.parameters())))
-            save_toy_model(run_dir / "snapshots" / f"step_{done:06d}", ema_unet, ema_text,
-                           tokenizer,
+            run.ema.copy_to(list(ema_unet.parameters())
+                            + ([] if config.text_encoder == "frozen" else list(ema_text.parameters())))
+            save_toy_model(run_dir / "snapshots" / f"step_{done:06d}", ema_unet, ema_text, tokenizer,
                            {"step": done, "config": asdict(config),
-                            "lineage": lineage + [{"step": done, "config": asdict(config)}]},
+                            "lineage": run.lineage + [{"step": done, "config": asdict(config)}]},
                            config.world)
         if done % config.checkpoint_every == 0 or done == end:
-            _atomic_torch_save({"step": done, "config": asdict(config), "unet": unet.state_dict(),
-                                "text_encoder": text_encoder.state_dict(),
-                                "optimizer": optimizer.state_dict(),
-                                "lr_scheduler": lr_scheduler.state_dict(), "ema": ema.state_dict(),
-                                "lineage": lineage},
-                               checkpoint)
+            _atomic_torch_save(run.checkpoint(done, config), checkpoint)
     return run_dir
 
 # %% ../nbs/09b_toymodel.ipynb #71d45743
