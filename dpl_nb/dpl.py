@@ -236,6 +236,52 @@ def stop_share(bundle: Bundle, layers: list[AttnLayer]) -> float:
         _SHARES[key] = truncated_fraction(bundle.unet, layers, sample, text)
     return _SHARES[key]
 
+# %% ../nbs/08_dpl.ipynb #da2f8609
+def _first_phase(bundle: Bundle, image, parsed, prompt: str, config: DPLConfig, background,
+                 num_steps: int, generator, progress: bool, trace: dict
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    "DDIM inversion; the background mask (given, or found on the way); with `anchor`, the leak regions"
+    masks, trajectory, found = find_background(bundle, image, prompt, num_steps, config.clusters,
+                                               config.cluster_threshold, config.cluster_seed,
+                                               generator, progress)
+    if background is None:
+        background = masks.background
+        trace.update(background_fallback=masks.fallback, cluster_labels=masks.labels)
+    trace["background"] = background.int().tolist()
+    leak = None
+    if config.losses.anchor:  # each braced word anchored to a piece of the clusters (ch. 6, 7)
+        regions = anchor_regions(masks, found.cross, parsed.by_word)
+        leak = leak_masks(background, torch.stack([regions[w.word] for w in parsed.words]))
+    return trajectory, background, leak
+
+# %% ../nbs/08_dpl.ipynb #c09cb96a
+def _null_phase(bundle: Bundle, scheduler, i: int, latent: torch.Tensor, target: torch.Tensor,
+                cond: torch.Tensor, start: torch.Tensor, null: torch.Tensor, guidance_scale: float,
+                config: DPLConfig, reused: torch.Tensor | None
+                ) -> tuple[NullTextStep, torch.Tensor | None]:
+    "Step `i`'s null embedding after its tokens: NTI's optimisation, or NPI's or Direct's closed form"
+    if config.inversion == "nti":
+        return null_text_step(bundle, scheduler, i, latent, target, cond,
+                              start if config.nti.warm_start else null, guidance_scale,
+                              config.nti.inner_steps, config.nti.epsilon, config.nti.lr,
+                              noise_cond=reused), None
+    return cheap_step(bundle, scheduler, i, latent, target, cond, null, guidance_scale,
+                      config.inversion, noise_cond=reused)
+
+
+def _dpl_inversion(bundle: Bundle, prompt: str, config: DPLConfig, guidance_scale: float,
+                   trajectory: torch.Tensor, steps: list[tuple], cost, trace: dict) -> Inversion:
+    "The `Inversion` of a DPL run, from each step's tokens, null-text fit, maps and gap"
+    tokens, fitted, maps, gaps = zip(*steps)
+    recorded = torch.stack(maps).cpu() if all(m is not None for m in maps) else None
+    preset = next((k for k, v in DPL_PRESETS.items() if v == config), None)
+    return Inversion(trajectory.cpu(), torch.stack([f.embedding for f in fitted]).cpu(), prompt,
+                     bundle.model_id, float(guidance_scale), dict(bundle.scheduler.config), "dpl",
+                     torch.stack(tokens).cpu(), dict(asdict(config), preset=preset),
+                     [f.loss for f in fitted], [f.inner_steps for f in fitted], cost,
+                     maps=recorded, trace=trace, fingerprint=model_fingerprint(bundle),
+                     corrections=torch.stack(gaps).cpu() if config.inversion == "direct" else None)
+
 # %% ../nbs/08_dpl.ipynb #e451d83a
 def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [-1, 1]
                prompt: str,  # describes the image; braces mark the words DPL learns: 'a {cat} and a {dog}'
@@ -264,24 +310,16 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
         stop = (last_layer(layers), stop_share(bundle, layers))
         trace["truncated_fraction"] = stop[1]
     with UNetCounter(bundle.unet) as cost:
-        masks, trajectory, found = find_background(bundle, image, prompt, num_steps, config.clusters,
-                                               config.cluster_threshold, config.cluster_seed, generator, progress)
-        if background is None:
-            background = masks.background
-            trace.update(background_fallback=masks.fallback, cluster_labels=masks.labels)
-        trace["background"] = background.int().tolist()
-        leak = None
-        if config.losses.anchor:  # each braced word anchored to one piece of the clusters (chapters 6, 7)
-            regions = anchor_regions(masks, found.cross, parsed.by_word)
-            leak = leak_masks(background, torch.stack([regions[w.word] for w in parsed.words]))
-        del found
+        trajectory, background, leak = _first_phase(bundle, image, parsed, prompt, config,
+                                                    background, num_steps, generator, progress,
+                                                    trace)
         scheduler = ddim_scheduler(bundle.scheduler.config, num_steps)
         tokens = torch.nn.Parameter(initial_tokens(bundle, prompt, config.init).to(bundle.device, torch.float32))
         start_tokens = tokens.detach().clone()
         store = AttentionStore(keep_grad=True)
         cross_layers = select_layers(bundle.unet, r, "cross", bundle.latent_size)
         latent, start = trajectory[-1], null
-        all_tokens, nulls, maps, losses, inner, gaps = [], [], [], [], [], []
+        steps = []  # per step: the tokens, the null-text fit, the maps, Direct Inversion's gap
         bar = tqdm(scheduler.timesteps, desc="DPL", disable=not progress, leave=False)
         for i, t in enumerate(bar):
             store.step = i
@@ -297,24 +335,12 @@ def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor 
             trace["token_drift"].append(((tokens.detach() - start_tokens).norm() / start_tokens.norm()).item())
             with torch.no_grad():
                 step_cond = encode_with_tokens(bundle, prompt, prompt, tokens.detach())
-            reused = done.noise_cond if config.reuse_cond else None
-            if config.inversion == "nti":
-                fitted = null_text_step(bundle, scheduler, i, latent, trajectory[num_steps - 1 - i], step_cond,
-                                        start if config.nti.warm_start else null, guidance_scale,
-                                        config.nti.inner_steps, config.nti.epsilon, config.nti.lr, noise_cond=reused)
-            else:
-                fitted, gap = cheap_step(bundle, scheduler, i, latent, trajectory[num_steps - 1 - i], step_cond, null,
-                                         guidance_scale, config.inversion, noise_cond=reused)
-                gaps.append(gap)
-            all_tokens.append(tokens.detach().clone()); nulls.append(fitted.embedding)
-            maps.append(done.maps); losses.append(fitted.loss); inner.append(fitted.inner_steps)
+            fitted, gap = _null_phase(bundle, scheduler, i, latent, trajectory[num_steps - 1 - i],
+                                      step_cond, start, null, guidance_scale, config,
+                                      done.noise_cond if config.reuse_cond else None)
+            steps.append((tokens.detach().clone(), fitted, done.maps, gap))
             latent, start = fitted.latent, fitted.embedding
-    recorded = torch.stack(maps).cpu() if all(m is not None for m in maps) else None
-    settings = dict(asdict(config), preset=next((k for k, v in DPL_PRESETS.items() if v == config), None))
-    return Inversion(trajectory.cpu(), torch.stack(nulls).cpu(), prompt, bundle.model_id, float(guidance_scale),
-                     dict(bundle.scheduler.config), "dpl", torch.stack(all_tokens).cpu(), settings, losses, inner, cost,
-                     maps=recorded, trace=trace, fingerprint=model_fingerprint(bundle),
-                     corrections=torch.stack(gaps).cpu() if config.inversion == "direct" else None)
+    return _dpl_inversion(bundle, prompt, config, guidance_scale, trajectory, steps, cost, trace)
 
 # %% ../nbs/08_dpl.ipynb #d67d94c4
 def sampled_maps(bundle: Bundle, inversion: Inversion, progress: bool = False) -> torch.Tensor:
