@@ -6,8 +6,8 @@ world the model knows (`toymodel.bundle_world`: v1 shapes or v2 coats). Each sce
 7.5) by canonical null-text inversion (`nti`), by DPL with --preset (`dpl`, default `toy`) and by DPL-`lean`
 (`dpl_lean`); each inversion is edited by swapping the first object's braced noun (`swap_target`) with P2P's
 defaults and a local blend on the swapped words. Per method and scene: `success` (the judge sees the new noun and
-the old colour where the object was, and in the coat world its old outline: the swap is made in place, as cat ->
-tiger keeps the cat's pose), `distractor_kept` (the judge sees the other object unchanged), `bg_psnr`
+the old colour where the object was), in the coat world `in_place` (a success that also kept the object's outline,
+which the caption never names: the swap made in place, as cat -> tiger keeps the cat's pose), `distractor_kept` (the judge sees the other object unchanged), `bg_psnr`
 (outside the edited object's mask grown by 1 px; null when identical there), `iou03` and `iou_best` (the mean noun
 IoU of the reconstruction's step-averaged maps at threshold 0.3 and the best of the 0.0-1.0 sweep), `map_mass`
 (each noun's share of its map on each object and the background) with `maps_swapped` (a noun whose map lies more on
@@ -51,7 +51,7 @@ from dpl_nb.toymoset import swap_target, toymo_set
 from dpl_nb.toymodel import bundle_world
 
 RESULTS = Path(__file__).parent / "results"
-METRICS = ("success", "distractor_kept", "bg_psnr", "iou03", "iou_best", "maps_swapped", "unet_evals")
+METRICS = ("success", "in_place", "distractor_kept", "bg_psnr", "iou03", "iou_best", "maps_swapped", "unet_evals")
 METHODS = ("nti", "dpl", "dpl_lean")
 EXTRA_METHODS = ("dpl_anchor",)  # only when --methods names it: lean with LossConfig.anchor (not the paper's)
 
@@ -84,9 +84,10 @@ def method_record(bundle, judge, scene, config, steps: int) -> dict:
     sweep = word_ious(maps, positions, scene.masks, THRESHOLDS).mean(0)
     mass = map_mass(maps, positions, scene.masks)  # (nouns, objects + background)
     result = edit(bundle, inversion, target, blend_words=(old, new), progress=False)
-    in_place = judge.outline_head is not None  # a coat world: the outline the caption never names must stay
-    return dict(success=bool(edit_success(judge, result.edited, scene, 0, new_shape=new, keep_colour=True,
-                                          keep_outline=in_place)),
+    coats = judge.outline_head is not None  # a coat world: an outline the caption never names
+    return dict(success=bool(edit_success(judge, result.edited, scene, 0, new_shape=new, keep_colour=True)),
+                in_place=bool(edit_success(judge, result.edited, scene, 0, new_shape=new, keep_colour=True,
+                                           keep_outline=True)) if coats else None,
                 distractor_kept=bool(distractor_preserved(judge, result.edited, scene, 1)),
                 bg_psnr=psnr_outside(result.edited, scene.pil, grow_mask(scene.masks[0], 1)),
                 iou03=float(sweep[int(np.flatnonzero(THRESHOLDS == 0.3)[0])]), iou_best=float(sweep.max()),
