@@ -37,11 +37,16 @@ def summary(values: list) -> dict:
 
 
 
+def regions_at(masks: np.ndarray, r: int, background: bool = True) -> torch.Tensor:
+    "Each object's mask (and, last, the background) as its area share of each cell of an r x r grid"
+    regions = np.concatenate([masks, ~masks.any(0, keepdims=True)]) if background else masks
+    return F.interpolate(torch.from_numpy(regions.astype(np.float32))[None], size=(r, r), mode="area")[0]
+
+
 def map_mass(maps: torch.Tensor, positions, masks: np.ndarray) -> np.ndarray:
     "Share `(nouns, objects + 1)` of each noun's step-averaged map on each object's mask and (last) on the background"
     r = maps.shape[1]
-    regions = np.concatenate([masks, ~masks.any(0, keepdims=True)]).astype(np.float32)
-    regions = F.interpolate(torch.from_numpy(regions)[None], size=(r, r), mode="area")[0]  # (objects + 1, r, r)
+    regions = regions_at(masks, r)  # (objects + 1, r, r)
     nouns = torch.stack([maps.mean(0)[..., list(p)].mean(-1) for p in positions])          # (nouns, r, r)
     return ((nouns[:, None] * regions).sum((-2, -1)) / nouns.sum((-2, -1))[:, None]).numpy()
 

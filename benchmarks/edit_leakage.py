@@ -85,9 +85,10 @@ def method_record(bundle, judge, scene, config, steps: int) -> dict:
     mass = map_mass(maps, positions, scene.masks)  # (nouns, objects + background)
     result = edit(bundle, inversion, target, blend_words=(old, new), progress=False)
     coats = judge.outline_head is not None  # a coat world: an outline the caption never names
-    return dict(success=bool(edit_success(judge, result.edited, scene, 0, new_shape=new, keep_colour=True)),
-                in_place=bool(edit_success(judge, result.edited, scene, 0, new_shape=new, keep_colour=True,
-                                           keep_outline=True)) if coats else None,
+    success = bool(edit_success(judge, result.edited, scene, 0, new_shape=new, keep_colour=True))
+    return dict(success=success,  # in place: a success whose outline stayed (judged again only after a success)
+                in_place=(success and bool(edit_success(judge, result.edited, scene, 0, new_shape=new,
+                                                        keep_colour=True, keep_outline=True))) if coats else None,
                 distractor_kept=bool(distractor_preserved(judge, result.edited, scene, 1)),
                 bg_psnr=psnr_outside(result.edited, scene.pil, grow_mask(scene.masks[0], 1)),
                 iou03=float(sweep[int(np.flatnonzero(THRESHOLDS == 0.3)[0])]), iou_best=float(sweep.max()),

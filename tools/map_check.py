@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from _toymo import map_mass  # noqa: E402
+from _toymo import map_mass, regions_at  # noqa: E402
 
 from dpl_nb.background import anchor_regions, find_background  # noqa: E402
 from dpl_nb.dpl import DPL_PRESETS  # noqa: E402
@@ -37,7 +36,7 @@ def scene_record(bundle, scene, config) -> dict:
     mass = map_mass(found.cross[None], parsed.positions, scene.masks)  # (nouns, objects + 1)
     regions = anchor_regions(masks, found.cross, parsed.by_word)
     r = found.cross.shape[0]
-    objects = F.interpolate(torch.from_numpy(scene.masks.astype(np.float32))[None], size=(r, r), mode="area")[0]
+    objects = regions_at(scene.masks, r, background=False)
     anchor = [[float((regions[w.word].float() * o).sum()) for o in objects] for w in parsed.words]
     # where LocalBlend would paint: the noun's map over 0.3 of its peak; the share of the other object it covers
     peaked = [(m / m.max() > 0.3).float() for m in (found.cross[..., p].mean(-1) for p in parsed.positions)]
