@@ -1,4 +1,4 @@
-"The committed conformance result (benchmarks/conformance) is complete, has no open bug, and chapter 8 quotes it"
+"The committed conformance result (benchmarks/conformance) is complete, has no open bug, and chapters 5 and 8 quote it"
 import json
 import re
 from pathlib import Path
@@ -7,6 +7,8 @@ ROOT = Path(__file__).parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "conformance.json"
 CHAPTER = ROOT / "nbs" / "08_dpl.ipynb"
 NOTES = "## Notes: the official code, step by step"
+P2P_CHAPTER, P2P_NOTES = ROOT / "nbs" / "05_p2p.ipynb", "## Notes: google's notebook, step by step"
+NTI_QUANTITIES = ("nti_ddim_inversion", "nti_null_updates", "nti_null_embeddings", "nti_reconstruction", "nti_maps16")
 
 
 def test_every_quantity_has_a_verdict_and_no_bug():
@@ -67,6 +69,28 @@ def test_stage_d_covers_the_edits_and_explains_every_difference():
     assert blend["isolated"]["blend_maps"]["rel_max"] <= 1e-5
 
 
+def test_stage_n_covers_null_text_inversion_and_p2p():
+    "google's null-text notebook (NTI, reconstruction, maps, four P2P edits) against dpl_nb, step by step"
+    result = json.loads(RESULT.read_text())
+    quantities, stage_n = result["quantities"], result["stage_n"]
+    steps = stage_n["steps"]
+    assert steps >= 10 and len(stage_n["reference_files"]["null_text_w_ptp.ipynb"]) == 40
+    edits = [f"nti_edit_{name}" for name in ("swap", "blend", "reweight", "refine")]
+    for name in NTI_QUANTITIES + tuple(edits):
+        q = quantities[name]
+        assert q["verdict"] in ("equal", "documented"), f"{name}: {q['verdict']}"
+        if q["verdict"] == "documented":
+            assert "chapter 5" in q.get("reason", ""), f"{name} is documented but gives no reason"
+        if "rel_per_step" in q:
+            assert len(q["rel_per_step"]) == steps + (name == "nti_ddim_inversion"), name
+            assert q["rel_max"] == max(q["rel_per_step"])
+    assert len(quantities["nti_null_updates"]["ours"]) == steps
+    assert quantities["nti_reconstruction"]["max_levels"] <= 1
+    blend = quantities["nti_edit_blend"]
+    assert blend["blend_steps"]["ours"] == blend["blend_steps"]["reference"] == steps - steps // 5
+    assert len(blend["mask_agreement"]) == blend["blend_steps"]["reference"]
+
+
 def _floats(value):
     if isinstance(value, float):
         yield value
@@ -78,17 +102,14 @@ def _floats(value):
             yield from _floats(v)
 
 
-def _notes_markdown() -> str:
-    cells = json.loads(CHAPTER.read_text())["cells"]
-    start = next(i for i, c in enumerate(cells) if "".join(c["source"]).startswith(NOTES))
+def _notes_markdown(chapter=CHAPTER, heading=NOTES) -> str:
+    cells = json.loads(chapter.read_text())["cells"]
+    start = next(i for i, c in enumerate(cells) if "".join(c["source"]).startswith(heading))
     end = next(i for i, c in enumerate(cells) if i > start and "".join(c["source"]).startswith("## "))
     return "\n".join("".join(c["source"]) for c in cells[start:end] if c["cell_type"] == "markdown")
 
 
-def test_chapter_8_notes_quote_the_file():
-    "Every measured number the notes write as $m \\times 10^{e}$ is one of the file's, as are the run's steps"
-    result = json.loads(RESULT.read_text())
-    text = _notes_markdown()
+def _assert_quotes_the_file(text: str, result: dict):
     values = list(_floats(result))
     quoted = re.findall(r"(\d\.\d+)\s*\\times\s*10\^\{(-?\d+)\}", text)
     assert quoted, "the notes quote no measured number"
@@ -96,6 +117,23 @@ def test_chapter_8_notes_quote_the_file():
         digits = len(mantissa) - 2
         wanted = f"{mantissa}e{int(exponent):+03d}"
         assert any(f"{v:.{digits}e}" == wanted for v in values), f"{mantissa} x 10^{exponent} is not in {RESULT.name}"
+
+
+def test_chapter_8_notes_quote_the_file():
+    "Every measured number the notes write as $m \\times 10^{e}$ is one of the file's, as are the run's steps"
+    result = json.loads(RESULT.read_text())
+    text = _notes_markdown()
+    _assert_quotes_the_file(text, result)
     steps = {int(n) for n in re.findall(r"(\d+) denoising steps", text)}
     assert steps == {result["stage_c"]["steps"]}, steps
     assert result["reference_commit"][:7] in text
+
+
+def test_chapter_5_notes_quote_the_file():
+    "Chapter 5's notes on google's notebook quote stage N's numbers, steps and notebook version"
+    result = json.loads(RESULT.read_text())
+    text = _notes_markdown(P2P_CHAPTER, P2P_NOTES)
+    _assert_quotes_the_file(text, result)
+    steps = {int(n) for n in re.findall(r"(\d+) denoising steps", text)}
+    assert steps == {result["stage_n"]["steps"]}, steps
+    assert result["stage_n"]["reference_files"]["null_text_w_ptp.ipynb"][:7] in text

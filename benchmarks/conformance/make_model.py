@@ -9,6 +9,7 @@ with and without the end-of-word mark (`cat</w>` and `cat`), as CLIP's does, bec
 placeholder tokens from the bare piece. The text encoder is written in the layout transformers 4 reads.
 
     python benchmarks/conformance/make_model.py OUT [--seed 0]
+    python benchmarks/conformance/make_model.py MODEL [--bin-copy OUT] [--image OUT.png]
 """
 import argparse
 import json
@@ -68,11 +69,58 @@ def save(pipe: StableDiffusionPipeline, out: Path) -> Path:
     return out
 
 
+OLD_VAE_ATTENTION = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}  # diffusers < 0.14
+
+
+def old_names(state: dict) -> dict:
+    "The VAE's attention weights under the names diffusers used before 0.14 (`query`, ..., `proj_attn`)"
+    renamed = {}
+    for key, value in state.items():
+        for new, old in OLD_VAE_ATTENTION.items():
+            if ".attentions." in key and f".{new}." in key:
+                key = key.replace(f".{new}.", f".{old}.")
+        renamed[key] = value
+    return renamed
+
+
+def bin_copy(model: Path, out: Path) -> Path:
+    "A copy of the model folder with its weights in the .bin files (and names) that diffusers 0.9 reads"
+    from safetensors.torch import load_file
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(model, tmp)
+    for weights in tmp.glob("*/*.safetensors"):
+        name = "pytorch_model.bin" if weights.name == "model.safetensors" else weights.stem + ".bin"
+        state = load_file(weights)
+        torch.save(old_names(state) if weights.parent.name == "vae" else state, weights.with_name(name))
+        weights.unlink()
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def harness_image(out: Path) -> Path:
+    "The harness's 512x512 image: two plain shapes on a plain ground (a 'cat' left, a 'dog' right)"
+    from PIL import Image, ImageDraw
+    image = Image.new("RGB", (512, 512), (120, 160, 110))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((60, 150, 230, 320), fill=(200, 120, 60)); draw.rectangle((290, 170, 450, 330), fill=(90, 80, 70))
+    image.save(out)
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("out")
+    parser.add_argument("out", help="the model folder to write (or, with --bin-copy or --image, to read)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bin-copy", default=None, help="write a copy of the model folder here, with .bin weights")
+    parser.add_argument("--image", default=None, help="write the harness's image here")
     args = parser.parse_args()
+    if args.bin_copy or args.image:
+        for path in ([bin_copy(Path(args.out), Path(args.bin_copy))] if args.bin_copy else []) + \
+                    ([harness_image(Path(args.image))] if args.image else []):
+            print("wrote", path)
+        return
     print("wrote", save(build(args.seed), Path(args.out)))
 
 

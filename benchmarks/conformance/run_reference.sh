@@ -20,14 +20,7 @@ cd "$HERE/../.."
 . tools/env.sh
 [ -x "$WORK/venv-dpl-ref/bin/python" ] || bash "$HERE/setup_reference_env.sh" "$WORK/venv-dpl-ref"
 [ -f "$WORK/model/model_index.json" ] || python "$HERE/make_model.py" "$WORK/model"
-python - "$WORK/catdog.png" <<'PY'
-import sys
-from PIL import Image, ImageDraw
-image = Image.new("RGB", (512, 512), (120, 160, 110))
-draw = ImageDraw.Draw(image)
-draw.ellipse((60, 150, 230, 320), fill=(200, 120, 60)); draw.rectangle((290, 170, 450, 330), fill=(90, 80, 70))
-image.save(sys.argv[1])
-PY
+[ -f "$WORK/catdog.png" ] || python "$HERE/make_model.py" "$WORK/model" --image "$WORK/catdog.png"
 REF="$WORK/out/catdog"
 run_ref() { (cd "$DPL" && DPL_REF_NOUNS=cat,dog PYTHONPATH="$HERE/shim" OMP_NUM_THREADS=1 "$WORK/venv-dpl-ref/bin/python" "$@"); }
 [ -f "$REF/latents/catdog.pkl" ] || run_ref _2_DDIM_inv.py --input_image "$WORK/catdog.png" --results_folder "$WORK/out/" \
