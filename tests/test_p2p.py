@@ -163,3 +163,20 @@ def test_edit_rejects_bad_input_before_sampling(damped, inversion, kwargs, error
 def test_edit_refuses_an_inversion_of_another_model(inversion):
     with pytest.raises(ValueError, match="made with the model 'tiny-0-out0.03' but the bundle is 'tiny-2-out0.03'"):
         edit(damped_tiny_bundle(seed=2), inversion, TARGET)
+
+
+def test_an_inversion_from_a_hub_id_edits_with_the_same_weights_from_a_folder(damped, inversion, tmp_path):
+    "Inversions are checked by the model's content, not its name: same weights pass, other weights are refused"
+    import dataclasses
+    from diffusers import StableDiffusionPipeline
+    from dpl_nb.models import load_bundle
+    hub = dataclasses.replace(inversion, model_id="CompVis/stable-diffusion-v1-4")  # as if inverted from the hub
+    StableDiffusionPipeline(damped.vae, damped.text_encoder, damped.tokenizer, damped.unet, damped.scheduler,
+                            safety_checker=None, feature_extractor=None,
+                            requires_safety_checker=False).save_pretrained(tmp_path)
+    folder = load_bundle(tmp_path)
+    assert folder.model_id != hub.model_id and hub.fingerprint
+    ours = edit(folder, hub, TARGET, progress=False)
+    assert max_diff(ours.latents, edit(damped, inversion, TARGET, progress=False).latents) < 1e-5
+    with pytest.raises(ValueError, match="with other weights; load that model"):
+        edit(damped_tiny_bundle(seed=2), hub, TARGET, progress=False)

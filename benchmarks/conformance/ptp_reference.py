@@ -2,8 +2,8 @@
 
 Run by run_ptp_reference.sh in the notebook's own environment (setup_ptp_env.sh), never in dpl_nb's. It reads the
 notebook's code cells from the user's checkout (nothing of it is vendored here) and executes its definitions (imports,
-set-up, the attention controllers, NullInversion, text2image_ldm_stable) with the textual changes of PATCHES, each checked
-to apply exactly once: the model id becomes the local model folder (loaded without a safety checker), NUM_DDIM_STEPS
+set-up, the attention controllers, NullInversion, text2image_ldm_stable) with the textual changes of PATCHES, each
+checked to apply exactly once: the model id becomes the local model folder (loaded without a safety checker), NUM_DDIM_STEPS
 the run's steps, and turning off xformers, which is not installed, is allowed to fail as diffusers 0.9.0 fails (the
 notebook runs on the CPU when there is no GPU). `tqdm.notebook`
 is the console tqdm (no widgets outside a notebook). Then it does what the notebook's example cells do, on the
@@ -11,7 +11,8 @@ harness's image and prompts: `null_inversion.invert`, the reconstruction with an
 with `make_controller` (word swap; the same with a local blend; with a reweighting of the new word; a refinement),
 recording the DDIM trajectory, each step's Adam updates, and per step the latents the sampler returns and the local
 blend's mask (`NullInversion.ddim_inversion`, its Adam, `ptp_utils.diffusion_step` and `LocalBlend.get_mask` are
-wrapped, not changed) and saving everything with torch.save:
+wrapped, not changed). The file is rewritten after the inversion, the reconstruction and each edit; run again, a
+stopped run goes on from the last of them (the same numbers: the sampler starts from the recorded x_t and nulls):
 
     python ptp_reference.py CHECKOUT MODEL IMAGE OUT --prompt "a cat and a dog" --swap tiger --adjective red --steps 10
 """
@@ -48,6 +49,15 @@ def notebook_cells(path: Path) -> list[str]:
             raise SystemExit(f"{path}: the patch {old!r} -> {new!r} does not apply exactly once")
         chosen[i] = chosen[i].replace(old, new)
     return chosen
+
+
+def save(record: dict, out):
+    "torch.save `record` to `out` whole or not at all"
+    import os
+    import torch
+    tmp = f"{out}.tmp"
+    torch.save(record, tmp)
+    os.replace(tmp, out)
 
 
 def console_tqdm():
@@ -89,6 +99,10 @@ def main():
                              f".bin file (e.g. {sorted(missing)[0]}); make it with make_model.py --bin-copy")
     ptp_utils = ns["ptp_utils"]
     record = {"steps": args.steps}
+    if Path(args.out).is_file():  # a stopped run: what it finished is kept, the rest is run
+        record = torch.load(args.out, weights_only=False)
+        if record["steps"] != args.steps:
+            raise SystemExit(f"{args.out} holds a run of {record['steps']} steps, not {args.steps}; delete it")
 
     # what the sampler returns each step (both rows), and each step's local-blend mask (after its threshold)
     steps, masks = [], []
@@ -129,18 +143,23 @@ def main():
         trajectory.extend(ddim_latents)
         return image_rec, ddim_latents
     inv.ddim_inversion = recorded_inversion
-    (image_gt, image_enc), x_t, uncond = inv.invert(args.image, args.prompt, verbose=False)
+    if "nulls" not in record:
+        (image_gt, image_enc), x_t, uncond = inv.invert(args.image, args.prompt, verbose=False)
+        record.update(ddim_latents=torch.cat(trajectory), nulls=torch.cat(uncond), null_updates=updates,
+                      image_vae=torch.from_numpy(image_enc))
+        save(record, args.out)
+    x_t, uncond = record["ddim_latents"][-1:], [null[None] for null in record["nulls"]]  # as invert returns them
     ns["x_t"] = x_t  # LocalBlend reads the notebook's global x_t for the latent size
-    record.update(ddim_latents=torch.cat(trajectory), nulls=torch.cat(uncond), null_updates=updates,
-                  image_vae=torch.from_numpy(image_enc))
 
     # cell 13: the reconstruction, with an AttentionStore; the 16x16 cross maps as show_cross_attention averages them
-    ns["prompts"] = [args.prompt]
-    store = ns["AttentionStore"]()
-    steps.clear()
-    images, _ = ns["run_and_display"]([args.prompt], store, latent=x_t, uncond_embeddings=uncond, verbose=False)
-    record.update(recon_latents=torch.cat(steps), recon_image=torch.from_numpy(images[0]),
-                  maps16=ns["aggregate_attention"](store, 16, ["up", "down"], True, 0))
+    if "recon_latents" not in record:
+        ns["prompts"] = [args.prompt]
+        store = ns["AttentionStore"]()
+        steps.clear()
+        images, _ = ns["run_and_display"]([args.prompt], store, latent=x_t, uncond_embeddings=uncond, verbose=False)
+        record.update(recon_latents=torch.cat(steps), recon_image=torch.from_numpy(images[0]),
+                      maps16=ns["aggregate_attention"](store, 16, ["up", "down"], True, 0))
+        save(record, args.out)
 
     # cells 14 and 15: edits with make_controller
     words = args.prompt.split()
@@ -150,7 +169,7 @@ def main():
     edits = {"swap": (swapped, True, 0.5, None, None), "blend": (swapped, True, 0.5, ((noun,), (args.swap,)), None),
              "reweight": (swapped, True, 0.5, None, {"words": (args.swap,), "values": (2,)}),
              "refine": (refined, False, 0.6, None, None)}
-    for name in args.edits.split(","):
+    for name in [n for n in args.edits.split(",") if f"edit_{n}" not in record]:
         target, is_replace, self_steps, blend, eq = edits[name]
         prompts = [args.prompt, target]
         ns.update(prompts=prompts, blend_word=blend)  # make_controller reads the global blend_word
@@ -160,8 +179,9 @@ def main():
         record[f"edit_{name}"] = dict(target=target, latents=torch.stack(steps), images=torch.from_numpy(images),
                                       masks=torch.stack(masks) if masks else None, self_replace_steps=self_steps,
                                       reweight=eq)
-    torch.save(record, args.out)
-    print(f"wrote {args.out}")
+        save(record, args.out)
+    print(f"{args.out} holds the inversion, the reconstruction and edits "
+          f"{sorted(k[5:] for k in record if k.startswith('edit_'))}")
 
 
 if __name__ == "__main__":

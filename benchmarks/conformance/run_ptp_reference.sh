@@ -7,7 +7,9 @@
 # (setup_ptp_env.sh, needs the package index) and the random-weight model (make_model.py) with a copy of its weights
 # in the .bin files diffusers 0.9 reads; runs ptp_reference.py there (STEPS denoising steps, default 10), then
 # stage_n.py, which runs dpl_nb with the same settings and adds the `nti_*` quantities to
-# benchmarks/results/conformance.json. A rerun reuses WORK/ptp_reference_STEPS.pt (delete it to redo the reference's run).
+# benchmarks/results/conformance.json. The reference's record, WORK/ptp_reference_STEPS.pt, is written after each of its
+# parts; a rerun goes on from there (delete it to redo the reference's run). On one core the reference takes about an
+# hour at 10 steps, several at 50; dpl_nb's side a few minutes.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 PTP=$(cd "$1" && pwd); WORK=$(mkdir -p "$2" && cd "$2" && pwd); STEPS=${3:-10}
@@ -18,8 +20,8 @@ cd "$HERE/../.."
 [ -f "$WORK/model-bin/model_index.json" ] || python "$HERE/make_model.py" "$WORK/model" --bin-copy "$WORK/model-bin"
 [ -f "$WORK/catdog.png" ] || python "$HERE/make_model.py" "$WORK/model" --image "$WORK/catdog.png"
 PROMPT="a cat and a dog"
-[ -f "$WORK/ptp_reference_$STEPS.pt" ] || OMP_NUM_THREADS=1 "$WORK/venv-ptp-ref/bin/python" "$HERE/ptp_reference.py" "$PTP" \
-    "$WORK/model-bin" "$WORK/catdog.png" "$WORK/ptp_reference_$STEPS.pt" --prompt "$PROMPT" --swap tiger --adjective red \
-    --steps "$STEPS"
-OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python "$HERE/stage_n.py" "$WORK/ptp_reference_$STEPS.pt" "$WORK/model" "$WORK/catdog.png" \
+RECORD="$WORK/ptp_reference_$STEPS.pt"
+OMP_NUM_THREADS=1 "$WORK/venv-ptp-ref/bin/python" "$HERE/ptp_reference.py" "$PTP" "$WORK/model-bin" "$WORK/catdog.png" \
+    "$RECORD" --prompt "$PROMPT" --swap tiger --adjective red --steps "$STEPS"
+OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python "$HERE/stage_n.py" "$RECORD" "$WORK/model" "$WORK/catdog.png" \
     --prompt "$PROMPT" --reference "$PTP"

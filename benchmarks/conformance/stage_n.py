@@ -2,8 +2,9 @@
 
 Reads what ptp_reference.py recorded running google/prompt-to-prompt's `null_text_w_ptp.ipynb` and runs dpl_nb on
 the same model, image and prompts with the notebook's settings: the DDIM scheduler it builds (SD's betas, no
-`set_alpha_to_one`; `steps_offset` 0, which the pipeline it is given to rewrites to 1, as SD 1.4's config has it), `invert` with the `canonical` NTI preset (10 Adam steps, early
-stop at 1e-5 + i * 2e-5, lr 1e-2 * (1 - i / 100), the VAE posterior's mean), `p2p.edit` with the notebook's windows
+`set_alpha_to_one`; `steps_offset` 0, which the pipeline it is given to rewrites to 1, as SD 1.4's config has it),
+`invert` with the `canonical` NTI preset (10 Adam steps, early stop at 1e-5 + i * 2e-5, lr 1e-2 * (1 - i / 100), the
+VAE posterior's mean), `p2p.edit` with the notebook's windows
 (cross-attention 0.8, self-attention 0.5 for the swaps and 0.6 for the refinement), its self-attention size limit
 (32x32 and smaller, where dpl_nb's default stops at 16x16), the local blend from step 0.2 with threshold 0.3.
 Compared: the DDIM trajectory, the Adam updates of each step, the null embeddings, the reconstruction's latents per
@@ -196,7 +197,8 @@ def main():
     result["stage_n"] = {
         "steps": ref["steps"], "prompt": args.prompt, "edits": {k[5:]: ref[k]["target"] for k in ref if
                                                                 k.startswith("edit_")},
-        "settings": "the notebook's: its scheduler (steps_offset 1, as its pipeline rewrites it), NTI with 10 Adam steps and early stop, "
+        "settings": "the notebook's: its scheduler (steps_offset 1, as its pipeline rewrites it), "
+                    "NTI with 10 Adam steps and early stop, "
                     "cross-attention replaced for 0.8 of the steps, self-attention for 0.5 (0.6 for the refinement) "
                     "where queries <= 32**2, local blend from step 0.2 at threshold 0.3, reweighting by 2",
         "reference_files": blob_ids(args.checkout) if args.checkout else "unknown",
