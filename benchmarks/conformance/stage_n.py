@@ -61,18 +61,10 @@ def blob_ids(checkout) -> dict:
     return ids
 
 
-def verdict(diff: dict, rtol: float, note: str = "") -> dict:
-    "A quantity's record: its differences and `equal` within `rtol` (relative), else `bug` until a note explains"
-    equal = diff["rel"] <= rtol
-    return {**diff, "rtol": rtol, "verdict": "equal" if equal else ("documented" if note else "bug"),
-            **({"note": note} if note and not equal else {})}
-
-
-def per_step(ours: torch.Tensor, theirs: torch.Tensor, rtol: float, note: str = "") -> dict:
-    "Differences at every step (leading axis) and overall"
-    steps = [differences(o, t) for o, t in zip(ours, theirs)]
-    return {**verdict(differences(ours, theirs), rtol, note), "rel_per_step": [s["rel"] for s in steps],
-            "rel_max": max(s["rel"] for s in steps)}
+def per_step(ours: torch.Tensor, theirs: torch.Tensor, rtol: float) -> dict:
+    "Differences at every step (leading axis); `equal` when the worst step is within `rtol` (relative), else `bug`"
+    record = stage_d._per_step(ours, theirs, differences)
+    return {**record, "rtol": rtol, "verdict": "equal" if record["rel_max"] <= rtol else "bug"}
 
 
 def levels(ours, theirs) -> dict:
@@ -143,7 +135,7 @@ def compare(ours: dict, ref: dict) -> dict:
          "nti_null_embeddings": per_step(inv.null_embeddings[:, 0], ref["nulls"], STAGE_C_RTOL),
          "nti_reconstruction": {**per_step(ours["recon_latents"][:, 0], ref["recon_latents"], STAGE_C_RTOL),
                                 **levels(ours["recon_image"], ref["recon_image"].numpy())},
-         "nti_maps16": verdict(differences(ours["maps16"], ref["maps16"]), STAGE_C_RTOL)}
+         "nti_maps16": per_step(ours["maps16"][None], ref["maps16"][None], STAGE_C_RTOL)}  # one: all steps
     for key in [k for k in ref if k.startswith("edit_")]:
         mine, theirs = ours[key], ref[key]
         record = per_step(mine["latents"], theirs["latents"], STAGE_C_RTOL)
@@ -153,13 +145,12 @@ def compare(ours: dict, ref: dict) -> dict:
             ref_masks, our_masks = theirs["masks"][:, 1:].bool(), (mine["masks"] if mine["masks"] is not None
                                                                   else torch.zeros(0))
             record["blend_steps"] = {"ours": len(our_masks), "reference": len(ref_masks)}
-            n = min(len(our_masks), len(ref_masks))
-            record["mask_agreement"] = [float((our_masks[i].bool() == ref_masks[i]).float().mean()) for i in range(n)]
+            record["mask_agreement"] = stage_d._mask_agreement(our_masks, ref_masks)
             if len(our_masks) != len(ref_masks) or min(record["mask_agreement"], default=1.0) < 1.0:
                 record["verdict"] = "bug"
         if key == "edit_refine":  # P2P's padding mapper is the whole difference, or it is a bug
             emulated = per_step(ours["edit_refine_p2p_padding"]["latents"], theirs["latents"], STAGE_C_RTOL)
-            record["p2p_padding"] = {k: emulated[k] for k in ("rel_max", "rel_per_step", "verdict")}
+            record["p2p_padding"] = {k: emulated[k] for k in ("rel_max", "per_step", "verdict")}
             if record["verdict"] == "bug" and emulated["verdict"] == "equal":
                 record.update(verdict="documented", reason=REFINE_REASON)
         q[f"nti_edit_{key[5:]}"] = record
