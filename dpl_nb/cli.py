@@ -382,6 +382,91 @@ _DESCRIPTIONS = {
             "steps.",
 }
 
+# %% ../nbs/12_cli.ipynb #531193ed
+def _demo_options(demo: argparse.ArgumentParser):
+    "Options of `dpl_nb demo`"
+    demo.add_argument("-o", "--output", default="dpl_nb_demo", metavar="OUT_DIR",
+                      help="folder for demo.png and demo.json, created if missing "
+                           "(default: ./dpl_nb_demo)")
+    demo.add_argument("--scenes", type=_positive_int, default=DEMO_SCENES,
+                      help="how many look-alike scenes, the first of ToyMO-Set "
+                           f"(default: {DEMO_SCENES})")
+    demo.add_argument("--scene", type=int, action="append", metavar="N",
+                      help="a ToyMO-Set scene by index, 0-99, instead; repeatable")
+    demo.add_argument("--steps", type=_positive_int, default=50,
+                      help="denoising steps (default: 50)")
+    demo.add_argument("--preset", choices=PRESETS, default="toy",
+                      help="DPL settings (default: toy, lean with the toy model's calibrated "
+                           "background threshold; lean or paper: the paper's thresholds)")
+
+
+# %% ../nbs/12_cli.ipynb #9d55ca52
+def _invert_options(invert: argparse.ArgumentParser):
+    "Options of `dpl_nb invert`"
+    invert.add_argument("image", metavar="IMAGE", help="the image to invert (PNG, JPEG, ...)")
+    invert.add_argument("--prompt", required=True,
+                        help="describes the image; braces mark the words DPL learns")
+    invert.add_argument("-o", "--output", required=True, metavar="INV.safetensors",
+                        help="the inversion file to write")
+    invert.add_argument("--model", default="toy", metavar="toy|ID|DIR",
+                        help="the model: toy, a hub id in the local cache, or a diffusers folder "
+                             "(default: toy)")
+    invert.add_argument("--fit", choices=("crop", "resize"), default="crop",
+                        help="an image of another shape than the model's square: crop its centre "
+                             "(default), or resize it whole, squashing it")
+    invert.add_argument("--method", choices=("dpl", "nti", "npi", "direct", "ddim"), default="dpl",
+                        help="dpl, nti (null-text inversion), npi (negative-prompt), direct "
+                             "(Direct Inversion) or ddim (default: dpl)")
+    invert.add_argument("--preset", choices=PRESETS, default="lean",
+                        help="DPL settings (default: lean; only for --method dpl)")
+    invert.add_argument("--at-region", choices=("all", "objects"), default="all",
+                        help="where attention balancing takes each word's peak: all pixels "
+                             "(default, the paper's) or objects (off the background mask; not the "
+                             "paper's, see chapter 7)")
+    invert.add_argument("--word-gradients", choices=("shared", "own"), default="shared",
+                        help="whose gradients reach a dynamic token: shared (default, the paper's) "
+                             "or own (each word's hidden states only; not the paper's, see "
+                             "chapter 8)")
+    invert.add_argument("--anchor", action="store_true",
+                        help="count each word's attention on the other braced words' clusters as "
+                             "leakage (not the paper's, see chapter 7)")
+    invert.add_argument("--steps", type=_positive_int, default=50,
+                        help="denoising steps (default: 50)")
+    invert.add_argument("--guidance", type=float, default=7.5,
+                        help="classifier-free guidance scale (default: 7.5)")
+
+
+# %% ../nbs/12_cli.ipynb #f446f624
+def _edit_options(edit: argparse.ArgumentParser):
+    "Options of `dpl_nb edit`"
+    edit.add_argument("inversion", metavar="INV", help="an inversion file written by dpl_nb invert")
+    edit.add_argument("--target", required=True,
+                      help="the edited prompt, e.g. the source prompt with a word swapped")
+    edit.add_argument("-o", "--output", required=True, metavar="OUT.png",
+                      help="the edited image to write")
+    edit.add_argument("--source-out", default=None, metavar="SRC.png",
+                      help="also write the reconstruction here")
+    edit.add_argument("--blend", action="append", metavar="WORD|SRC:TGT",
+                      help="local blend: a source word (the target word at its place is added) or "
+                           "SRC:TGT; repeatable")
+    edit.add_argument("--reweight", action="append", type=reweight_item, metavar="WORD=SCALE",
+                      help="scale a target word's cross maps, e.g. tiger=2; repeatable")
+    edit.add_argument("--cross-replace", type=float, default=0.8,
+                      help="fraction of steps whose cross maps come from the source (default: 0.8)")
+    edit.add_argument("--self-replace", type=float, default=0.4,
+                      help="fraction of steps whose self-attention comes from the source "
+                           "(default: 0.4)")
+
+
+def _show_options(show: argparse.ArgumentParser):
+    "Options of `dpl_nb show`"
+    show.add_argument("inversion", metavar="INV", help="an inversion file written by dpl_nb invert")
+    show.add_argument("-o", "--output", required=True, metavar="MAPS.png",
+                      help="the figure to write (.png, .pdf, .svg)")
+    show.add_argument("--steps-shown", type=_positive_int, default=10,
+                      help="how many steps, spread from the first to the last (default: 10)")
+
+
 # %% ../nbs/12_cli.ipynb #9a59e242
 def build_parser() -> argparse.ArgumentParser:
     "The `dpl_nb` argument parser: subcommands demo, invert, edit and show"
@@ -416,79 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=textwrap.fill(_DESCRIPTIONS[name], 79), epilog=_EXAMPLES[name],
         formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    demo = sub("demo", [common])
-    demo.add_argument("-o", "--output", default="dpl_nb_demo", metavar="OUT_DIR",
-                      help="folder for demo.png and demo.json, created if missing "
-                           "(default: ./dpl_nb_demo)")
-    demo.add_argument("--scenes", type=_positive_int, default=DEMO_SCENES,
-                      help="how many look-alike scenes, the first of ToyMO-Set "
-                           f"(default: {DEMO_SCENES})")
-    demo.add_argument("--scene", type=int, action="append", metavar="N",
-                      help="a ToyMO-Set scene by index, 0-99, instead; repeatable")
-    demo.add_argument("--steps", type=_positive_int, default=50,
-                      help="denoising steps (default: 50)")
-    demo.add_argument("--preset", choices=PRESETS, default="toy",
-                      help="DPL settings (default: toy, lean with the toy model's calibrated "
-                           "background threshold; lean or paper: the paper's thresholds)")
-
-    invert = sub("invert", [common])
-    invert.add_argument("image", metavar="IMAGE", help="the image to invert (PNG, JPEG, ...)")
-    invert.add_argument("--prompt", required=True,
-                        help="describes the image; braces mark the words DPL learns")
-    invert.add_argument("-o", "--output", required=True, metavar="INV.safetensors",
-                        help="the inversion file to write")
-    invert.add_argument("--model", default="toy", metavar="toy|ID|DIR",
-                        help="the model: toy, a hub id in the local cache, or a diffusers folder "
-                             "(default: toy)")
-    invert.add_argument("--fit", choices=("crop", "resize"), default="crop",
-                        help="an image of another shape than the model's square: crop its centre "
-                             "(default), or resize it whole, squashing it")
-    invert.add_argument("--method", choices=("dpl", "nti", "npi", "direct", "ddim"), default="dpl",
-                        help="dpl, nti (null-text inversion), npi (negative-prompt), direct "
-                             "(Direct Inversion) or ddim (default: dpl)")
-    invert.add_argument("--preset", choices=PRESETS, default="lean",
-                        help="DPL settings (default: lean; only for --method dpl)")
-    invert.add_argument("--at-region", choices=("all", "objects"), default="all",
-                        help="where attention balancing takes each word's peak: all pixels "
-                             "(default, the paper's) or objects (off the background mask; not the "
-                             "paper's, see chapter 7)")
-    invert.add_argument("--word-gradients", choices=("shared", "own"), default="shared",
-                        help="whose gradients reach a dynamic token: shared (default, the paper's) "
-                             "or own (each word's hidden states only; not the paper's, see "
-                             "chapter 8)")
-    invert.add_argument("--anchor", action="store_true",
-                        help="count each word's attention on the other braced words' clusters as "
-                             "leakage (not the paper's, see chapter 7)")
-    invert.add_argument("--steps", type=_positive_int, default=50,
-                        help="denoising steps (default: 50)")
-    invert.add_argument("--guidance", type=float, default=7.5,
-                        help="classifier-free guidance scale (default: 7.5)")
-
-    edit = sub("edit", [common, model])
-    edit.add_argument("inversion", metavar="INV", help="an inversion file written by dpl_nb invert")
-    edit.add_argument("--target", required=True,
-                      help="the edited prompt, e.g. the source prompt with a word swapped")
-    edit.add_argument("-o", "--output", required=True, metavar="OUT.png",
-                      help="the edited image to write")
-    edit.add_argument("--source-out", default=None, metavar="SRC.png",
-                      help="also write the reconstruction here")
-    edit.add_argument("--blend", action="append", metavar="WORD|SRC:TGT",
-                      help="local blend: a source word (the target word at its place is added) or "
-                           "SRC:TGT; repeatable")
-    edit.add_argument("--reweight", action="append", type=reweight_item, metavar="WORD=SCALE",
-                      help="scale a target word's cross maps, e.g. tiger=2; repeatable")
-    edit.add_argument("--cross-replace", type=float, default=0.8,
-                      help="fraction of steps whose cross maps come from the source (default: 0.8)")
-    edit.add_argument("--self-replace", type=float, default=0.4,
-                      help="fraction of steps whose self-attention comes from the source "
-                           "(default: 0.4)")
-
-    show = sub("show", [common, model])
-    show.add_argument("inversion", metavar="INV", help="an inversion file written by dpl_nb invert")
-    show.add_argument("-o", "--output", required=True, metavar="MAPS.png",
-                      help="the figure to write (.png, .pdf, .svg)")
-    show.add_argument("--steps-shown", type=_positive_int, default=10,
-                      help="how many steps, spread from the first to the last (default: 10)")
+    _demo_options(sub("demo", [common]))
+    _invert_options(sub("invert", [common]))
+    _edit_options(sub("edit", [common, model]))
+    _show_options(sub("show", [common, model]))
     return parser
 
 # %% ../nbs/12_cli.ipynb #f8b2dab1
@@ -650,27 +666,11 @@ def _demo_means(rows: list[dict], method: str) -> dict:
                 iou03=mean([v for r in runs for v in r["ious"].values()]),
                 unet_evals_max=max(r["unet_evals"] for r in runs))
 
-# %% ../nbs/12_cli.ipynb #824a1bc3
-@command("demo")
-def demo_command(args) -> list[Path]:
-    "`dpl_nb demo`: NTI against DPL on ToyMO-Set's first look-alike scenes with the toy model"
-    out = check_out_dir(args.output)
-    check_device(args.device)
-    if args.scene:
-        # ToyMO-Set has 100 scenes: check --scene before loading
-        demo_scenes(range(100), chosen=args.scene)
-    import numpy as np
-    from dpl_nb.inversion import library_versions
-    from dpl_nb.toyjudge import load_judge
-    from dpl_nb.toymodel import bundle_world
-    from dpl_nb.toymoset import swap_target, toymo_set
-    from dpl_nb.toyworld import is_distractor
-    bundle = _load(args, "toy")
-    world = bundle_world(bundle)
-    judge = load_judge()
-    scenes = toymo_set(world=world)
-    progress, labels = not args.quiet, {"nti": "NTI", "dpl": f"DPL ({args.preset})"}
-    rows = []
+# %% ../nbs/12_cli.ipynb #18b52f92
+def _demo_rows(args, bundle, judge, scenes, labels: dict) -> list[dict]:
+    "Invert, edit and judge each chosen scene by each method of `labels`, saying how it went"
+    from dpl_nb.toymoset import swap_target
+    rows, progress = [], not args.quiet
     for index in demo_scenes(scenes, args.scenes, args.scene):
         scene = scenes[index]
         old, new, target = swap_target(scene)
@@ -686,17 +686,16 @@ def demo_command(args) -> list[Path]:
                        f"IoU@{IOU_THRESHOLD} of {old} {run['iou']:.2f}; "
                        f"{run['unet_evals']:.0f} UNet evaluations, {run['seconds']:.1f} s")
         rows.append(row)
-    means = {m: _demo_means(rows, m) for m in labels}
-    rate = lambda m: (f"{labels[m]}: swapped {means[m]['success']:.0%}, other kept "
-                      f"{means[m]['distractor_kept']:.0%}"
-                      + (f", background {means[m]['bg_psnr']:.1f} dB"
-                         if means[m]["bg_psnr"] is not None else ""))
-    for m in labels:
-        _say(args, rate(m) + f" ({len(rows)} scenes)")
-    kind = "look-alike " if all(is_distractor(r["scene"]) for r in rows) else ""
-    fig = demo_figure(rows, labels, f"ToyMO-Set, {len(rows)} {kind}scenes, {args.steps} steps\n"
-                      + "\n".join(map(rate, labels)))
-    report = dict(
+    return rows
+
+
+# %% ../nbs/12_cli.ipynb #f49055b7
+def _demo_report(args, bundle, world: str, rows: list[dict], labels: dict, means: dict) -> dict:
+    "The numbers `dpl_nb demo` writes to demo.json: settings, what is judged, means and scenes"
+    import numpy as np
+    from dpl_nb.inversion import library_versions
+    from dpl_nb.toyworld import is_distractor
+    return dict(
         model=bundle.model_id, world=world, steps=args.steps, preset=args.preset, seed=args.seed,
         guidance_scale=7.5, device=args.device, dtype=args.dtype, iou_threshold=IOU_THRESHOLD,
         edit="P2P word swap of the first object's braced noun (toymoset.swap_target; "
@@ -714,6 +713,38 @@ def demo_command(args) -> list[Path]:
                         for m in labels}) for r in rows],
         versions=dict(library_versions(), python=platform.python_version(), numpy=np.__version__),
     )
+
+
+# %% ../nbs/12_cli.ipynb #824a1bc3
+@command("demo")
+def demo_command(args) -> list[Path]:
+    "`dpl_nb demo`: NTI against DPL on ToyMO-Set's first look-alike scenes with the toy model"
+    out = check_out_dir(args.output)
+    check_device(args.device)
+    if args.scene:
+        # ToyMO-Set has 100 scenes: check --scene before loading
+        demo_scenes(range(100), chosen=args.scene)
+    from dpl_nb.toyjudge import load_judge
+    from dpl_nb.toymodel import bundle_world
+    from dpl_nb.toymoset import toymo_set
+    from dpl_nb.toyworld import is_distractor
+    bundle = _load(args, "toy")
+    world = bundle_world(bundle)
+    judge = load_judge()
+    scenes = toymo_set(world=world)
+    labels = {"nti": "NTI", "dpl": f"DPL ({args.preset})"}
+    rows = _demo_rows(args, bundle, judge, scenes, labels)
+    means = {m: _demo_means(rows, m) for m in labels}
+    rate = lambda m: (f"{labels[m]}: swapped {means[m]['success']:.0%}, other kept "
+                      f"{means[m]['distractor_kept']:.0%}"
+                      + (f", background {means[m]['bg_psnr']:.1f} dB"
+                         if means[m]["bg_psnr"] is not None else ""))
+    for m in labels:
+        _say(args, rate(m) + f" ({len(rows)} scenes)")
+    kind = "look-alike " if all(is_distractor(r["scene"]) for r in rows) else ""
+    fig = demo_figure(rows, labels, f"ToyMO-Set, {len(rows)} {kind}scenes, {args.steps} steps\n"
+                      + "\n".join(map(rate, labels)))
+    report = _demo_report(args, bundle, world, rows, labels, means)
     out.mkdir(exist_ok=True)
     figure = _wrote(save_figure(fig, out / "demo.png"))
     return [figure, _wrote(save_json(report, out / "demo.json"))]

@@ -48,9 +48,40 @@ def _freeze(*modules):
         if m is not None:
             m.eval().requires_grad_(False)
 
+# %% ../nbs/01_models.ipynb #0e21ab2e
+class _Sizes:
+    "A `Bundle`'s sizes: latents, pixels per latent pixel, images; the model at another size"
+    @property
+    def scale_factor(self) -> int:
+        "Image pixels per latent pixel (8 for SD, 1 without a VAE)"
+        return 1 if self.vae is None else 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_size(self) -> int:
+        size = self.sample_size or self.unet.config.sample_size
+        return size[0] if isinstance(size, (tuple, list)) else size
+
+    @property
+    def image_size(self) -> int: return self.latent_size * self.scale_factor
+
+    def at_latent_size(self, side: int) -> Bundle:
+        "This bundle for `side`x`side` latents, sharing its modules; `attn_res` scales with `side`"
+        if side == self.latent_size:
+            return self
+        attn_res, rest = divmod(self.attn_res * side, self.latent_size)
+        if rest or side % 8:
+            step = math.lcm(8, self.latent_size // math.gcd(self.latent_size, self.attn_res))
+            raise ValueError(
+                f"image: a {side * self.scale_factor}x{side * self.scale_factor} image gives "
+                f"{side}x{side} latents, whose {self.attn_res}/{self.latent_size} part is not a "
+                f"whole map side; use a side that is a multiple of {step * self.scale_factor} "
+                "pixels (load_image(image, size))")
+        return replace(self, attn_res=attn_res, sample_size=side)
+
+
 # %% ../nbs/01_models.ipynb #6fd765ea
 @dataclass
-class Bundle:
+class Bundle(_Sizes):
     "The parts of a text-to-image diffusion model that inversion, P2P and DPL use"
     unet: UNet2DConditionModel  # noise predictor with cross-attention
     text_encoder: CLIPTextModel  # token ids -> (77, dim) embeddings
@@ -68,19 +99,6 @@ class Bundle:
     @property
     def dtype(self) -> torch.dtype: return self.unet.dtype
 
-    @property
-    def scale_factor(self) -> int:
-        "Image pixels per latent pixel (8 for SD, 1 without a VAE)"
-        return 1 if self.vae is None else 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-    @property
-    def latent_size(self) -> int:
-        size = self.sample_size or self.unet.config.sample_size
-        return size[0] if isinstance(size, (tuple, list)) else size
-
-    @property
-    def image_size(self) -> int: return self.latent_size * self.scale_factor
-
     def to(self, device=None, dtype=None) -> Bundle:
         "Move every model to `device` / `dtype` (in place) and return the bundle"
         kwargs = {k: v for k, v in dict(device=device, dtype=dtype).items() if v is not None}
@@ -97,20 +115,6 @@ class Bundle:
                           "half-precision arithmetic, so it runs many times slower than in "
                           "float32; use dtype=torch.float32 on a CPU", stacklevel=2)
         return self
-
-    def at_latent_size(self, side: int) -> Bundle:
-        "This bundle for `side`x`side` latents, sharing its modules; `attn_res` scales with `side`"
-        if side == self.latent_size:
-            return self
-        attn_res, rest = divmod(self.attn_res * side, self.latent_size)
-        if rest or side % 8:
-            step = math.lcm(8, self.latent_size // math.gcd(self.latent_size, self.attn_res))
-            raise ValueError(
-                f"image: a {side * self.scale_factor}x{side * self.scale_factor} image gives "
-                f"{side}x{side} latents, whose {self.attn_res}/{self.latent_size} part is not a "
-                f"whole map side; use a side that is a multiple of {step * self.scale_factor} "
-                "pixels (load_image(image, size))")
-        return replace(self, attn_res=attn_res, sample_size=side)
 
     def predict_noise(self, latents: torch.Tensor, t, cond: torch.Tensor) -> torch.Tensor:
         "The UNet's noise prediction for `latents` at step `t` under text embeddings `cond`, fp32"
@@ -434,24 +438,9 @@ def _load_parts(source: str, has_vae: bool, dtype: torch.dtype | dict, local_fil
            if has_vae else None)
     return unet, text_encoder, tokenizer, ddim_from(scheduler_config), vae
 
-# %% ../nbs/01_models.ipynb #0a20b867
-def load_bundle(
-    name_or_path: str | os.PathLike = "CompVis/stable-diffusion-v1-4",
-    device: str | torch.device = "cpu",  # where the models run
-    dtype: torch.dtype | dict = torch.float32,  # or a dict by part: {"unet": torch.float16, ...}
-    attn_res: int | None = None,  # side of the maps DPL reads; None: second-to-last down block
-    revision: str | None = None,  # a hub revision (branch, tag or commit)
-    variant: str | None = None,  # a weights variant, e.g. "fp16" for *.fp16.safetensors
-    torch_dtype: torch.dtype | dict | None = None,  # diffusers' name for `dtype`; give one of them
-) -> Bundle:
-    "Load an SD 1.x model (local folder or hub id) as a frozen `Bundle` with a DDIM scheduler"
-    if torch_dtype is not None:
-        if dtype is not torch.float32 and dtype != torch_dtype:
-            raise ValueError("give dtype or torch_dtype (the same option under diffusers' name), "
-                             f"not both: got dtype={dtype!r} and torch_dtype={torch_dtype!r}")
-        dtype = torch_dtype
-    _part_dtypes(dtype)  # a bad dtype fails before anything loads
-    hub = {k: v for k, v in dict(revision=revision, variant=variant).items() if v is not None}
+# %% ../nbs/01_models.ipynb #249b27f0
+def _find_parts(name_or_path, dtype, hub: dict) -> tuple[tuple, Path]:
+    "The parts of model `name_or_path` (toy, folder, local cache or hub) and its folder"
     name = str(name_or_path)
     folder = TOY_MODEL if name == "toy" else Path(name).expanduser()
     if name == "toy" and not (folder / "unet").is_dir():
@@ -485,6 +474,29 @@ def load_bundle(
             except OSError as err:
                 raise _missing_weights(name, "the hub has no such model, or it is gated", err) \
                     from err
+    return parts, folder
+
+
+# %% ../nbs/01_models.ipynb #0a20b867
+def load_bundle(
+    name_or_path: str | os.PathLike = "CompVis/stable-diffusion-v1-4",
+    device: str | torch.device = "cpu",  # where the models run
+    dtype: torch.dtype | dict = torch.float32,  # or a dict by part: {"unet": torch.float16, ...}
+    attn_res: int | None = None,  # side of the maps DPL reads; None: second-to-last down block
+    revision: str | None = None,  # a hub revision (branch, tag or commit)
+    variant: str | None = None,  # a weights variant, e.g. "fp16" for *.fp16.safetensors
+    torch_dtype: torch.dtype | dict | None = None,  # diffusers' name for `dtype`; give one of them
+) -> Bundle:
+    "Load an SD 1.x model (local folder or hub id) as a frozen `Bundle` with a DDIM scheduler"
+    if torch_dtype is not None:
+        if dtype is not torch.float32 and dtype != torch_dtype:
+            raise ValueError("give dtype or torch_dtype (the same option under diffusers' name), "
+                             f"not both: got dtype={dtype!r} and torch_dtype={torch_dtype!r}")
+        dtype = torch_dtype
+    _part_dtypes(dtype)  # a bad dtype fails before anything loads
+    hub = {k: v for k, v in dict(revision=revision, variant=variant).items() if v is not None}
+    parts, folder = _find_parts(name_or_path, dtype, hub)
+    name = str(name_or_path)
     unet, text_encoder, tokenizer, scheduler, vae = parts
     _freeze(unet, text_encoder, vae)
     meta = (json.loads((folder / "dpl_nb.json").read_text()) if (folder / "dpl_nb.json").is_file()
