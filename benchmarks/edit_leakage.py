@@ -15,13 +15,20 @@ another object than on its own), and the UNet evaluations of the inversion. The 
 `ordinary`, each keyed by method. `--methods` runs a subset (e.g. `nti,dpl_lean` to compare candidate models on a held-out seed before choosing one),
 and may add `dpl_anchor` (lean with the anchored leakage of chapter 7, not the paper's).
 
+`--self-replace` and `--blend-threshold` change P2P's settings for every method, and `--dpl-set KEY=VALUE` a
+DPLConfig or LossConfig field of the `dpl` column's preset (e.g. `--preset toy --dpl-set anchor=true --dpl-set
+lr=0.01`): for calibrating on held-out scenes (a seed no benchmark uses), never on the benchmark's. Each record also
+holds `blend_cover`: the share of the edited object, of the other object and of the background that the last step's
+local-blend mask covers.
+
 Resumable: per-scene records (with the edited images, as PNG) go to a .jsonl beside the result; a rerun skips the
 scenes recorded. Writes benchmarks/results/edit_leakage.json (ToyMO-Set's seed 2023) or edit_leakage_seed<S>.json
 (--seed S, a ToyMO-Set of another seed: held-out scenes), and a .png of the first scenes' edits.
 
     python benchmarks/edit_leakage.py [--model toy|FOLDER] [--judge FOLDER] [--seed 2023] [--preset toy]
                                       [--distractor 40] [--ordinary 20] [--steps 50] [--workers N] [--out FILE]
-                                      [--methods nti,dpl,dpl_lean]
+                                      [--methods nti,dpl,dpl_lean] [--dpl-set KEY=VALUE ...]
+                                      [--self-replace 0.4] [--blend-threshold 0.3]
 """
 import argparse
 import base64
@@ -39,7 +46,7 @@ from PIL import Image
 import dpl_nb
 from _results import write_result
 from _toymo import map_mass, psnr_outside, worker_state
-from dpl_nb.dpl import DPL_PRESETS, dpl_invert, sampled_maps, with_options
+from dpl_nb.dpl import DPL_PRESETS, dpl_config, dpl_invert, sampled_maps, with_options
 from dpl_nb.experiments import append_record, compact_records, read_records
 from dpl_nb.inversion import invert
 from dpl_nb.metrics import THRESHOLDS, distractor_preserved, edit_success, grow_mask, word_ious
@@ -70,7 +77,35 @@ def _png(image) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def method_record(bundle, judge, scene, config, steps: int) -> dict:
+def blend_cover(mask, masks: np.ndarray) -> list[float]:
+    "Share of each object's mask and (last) of the background that the local-blend mask `(1, 1, H, W)` covers"
+    mask = mask[0, 0].cpu().numpy() if mask is not None else np.zeros(masks.shape[1:], bool)
+    regions = list(masks) + [~masks.any(0)]
+    return [round(float((mask & r).sum() / max(r.sum(), 1)), 4) for r in regions]
+
+
+def dpl_settings(preset: str, settings: list[str]):
+    "The `dpl` column's DPLConfig: `preset` with KEY=VALUE overrides of DPLConfig or LossConfig fields"
+    import dataclasses
+    import json as _json
+    config = dpl_config(preset)
+    for item in settings:
+        key, _, text = item.partition("=")
+        try:
+            value = _json.loads(text)
+        except ValueError:
+            raise SystemExit(f"--dpl-set {item!r}: the value must be a number, true or false") from None
+        if key in {f.name for f in dataclasses.fields(config)} and key not in ("losses", "nti"):
+            config = dataclasses.replace(config, **{key: value})
+        elif key in {f.name for f in dataclasses.fields(config.losses)}:
+            config = dataclasses.replace(config, losses=dataclasses.replace(config.losses, **{key: value}))
+        else:
+            raise SystemExit(f"--dpl-set {item!r}: {key!r} is neither a DPLConfig nor a LossConfig field")
+    return config
+
+
+def method_record(bundle, judge, scene, config, steps: int, self_replace: float = 0.4,
+                  blend_threshold: float = 0.3) -> dict:
     "Invert `scene` (NTI when `config` is None, else DPL with that DPLConfig or preset), swap its first noun, judge and score the edit"
     old, new, target = swap_target(scene)
     start = time.perf_counter()
@@ -83,7 +118,8 @@ def method_record(bundle, judge, scene, config, steps: int) -> dict:
     maps = sampled_maps(bundle, inversion)
     sweep = word_ious(maps, positions, scene.masks, THRESHOLDS).mean(0)
     mass = map_mass(maps, positions, scene.masks)  # (nouns, objects + background)
-    result = edit(bundle, inversion, target, blend_words=(old, new), progress=False)
+    result = edit(bundle, inversion, target, blend_words=(old, new), progress=False,
+                  self_replace_steps=self_replace, blend_threshold=blend_threshold)
     coats = judge.outline_head is not None  # a coat world: an outline the caption never names
     success = bool(edit_success(judge, result.edited, scene, 0, new_shape=new, keep_colour=True))
     return dict(success=success,  # in place: a success whose outline stayed (judged again only after a success)
@@ -94,6 +130,7 @@ def method_record(bundle, judge, scene, config, steps: int) -> dict:
                 iou03=float(sweep[int(np.flatnonzero(THRESHOLDS == 0.3)[0])]), iou_best=float(sweep.max()),
                 map_mass=mass.round(4).tolist(),
                 maps_swapped=bool(any(row[:len(scene.objects)].argmax() != i for i, row in enumerate(mass))),
+                blend_cover=blend_cover(result.mask, scene.masks),
                 unet_evals=inversion.cost.total, edit_unet_evals=result.cost.total, seconds=seconds,
                 token_updates=sum(inversion.trace["token_updates"]) if config is not None else 0,
                 edited_png=_png(result.edited))
@@ -106,13 +143,14 @@ def _record(job) -> dict:
     scene = state["scenes"][index]
     _, new, target = swap_target(scene)
     record = dict(scene=index, distractor=bool(is_distractor(scene)), prompt=scene.braced, target=target,
-                  steps=args["steps"], machine=f"{platform.machine()}, {os.cpu_count()} CPUs", torch=torch.__version__)
-    for key, preset in (("nti", None), ("dpl", args["preset"]), ("dpl_lean", "lean"),
+                  steps=args["steps"], settings=args["settings"], machine=f"{platform.machine()}, {os.cpu_count()} CPUs", torch=torch.__version__)
+    for key, preset in (("nti", None), ("dpl", dpl_settings(args["preset"], args["dpl_set"])), ("dpl_lean", "lean"),
                         ("dpl_anchor", with_options("lean", anchor=True))):
         if key not in args["methods"]:
             continue
         torch.manual_seed(0)
-        record[key] = method_record(state["bundle"], state["judge"], scene, preset, args["steps"])
+        record[key] = method_record(state["bundle"], state["judge"], scene, preset, args["steps"],
+                                    args["self_replace"], args["blend_threshold"])
     return record
 
 
@@ -126,6 +164,8 @@ def means(records: list[dict], methods=METHODS) -> dict:
         for metric in METRICS:
             values = [r[key][metric] for r in records if r[key].get(metric) is not None]  # older records lack some
             row[metric] = float(np.mean(values)) if values else None
+        covers = [r[key]["blend_cover"] for r in records if "blend_cover" in r[key]]
+        row["blend_cover"] = np.mean(covers, 0).round(4).tolist() if covers else None  # own, other(s), background
         row["unet_evals_max"] = max(r[key]["unet_evals"] for r in records)
         row["bg_identical"] = sum(r[key]["bg_psnr"] is None for r in records)
         out[key] = row
@@ -169,6 +209,11 @@ def main():
     parser.add_argument("--out", default=None)
     known = METHODS + EXTRA_METHODS
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(known))
+    parser.add_argument("--dpl-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a DPLConfig or LossConfig field of the `dpl` column's preset, e.g. lr=0.01 or "
+                             "anchor=true; repeatable (a calibration on held-out scenes, not the benchmark's)")
+    parser.add_argument("--self-replace", type=float, default=0.4, help="P2P's self_replace_steps, every method")
+    parser.add_argument("--blend-threshold", type=float, default=0.3, help="P2P's local-blend threshold, every method")
     args = parser.parse_args()
     methods = tuple(m for m in known if m in args.methods.split(","))
     if not methods or set(args.methods.split(",")) - set(known):
@@ -186,10 +231,19 @@ def main():
     stale = {r["steps"] for r in done.values()} - {args.steps}
     if stale:
         raise SystemExit(f"{records_path} holds records made with {sorted(stale)} steps; move it away or use --steps")
+    dpl_settings(args.preset, args.dpl_set)  # a bad --dpl-set fails before any scene runs
+    settings = dict(preset=args.preset, dpl_set=sorted(args.dpl_set), self_replace=args.self_replace,
+                    blend_threshold=args.blend_threshold)
+    other = [r["scene"] for r in done.values() if r.get("settings", settings) != settings]
+    if other:
+        raise SystemExit(f"{records_path} holds records made with other settings (scenes {other[:5]}); "
+                         "move it away or use --out")
     missing = {m for r in done.values() for m in methods if m not in r}
     if missing:
         raise SystemExit(f"{records_path} holds records without {sorted(missing)}; move it away or use --methods")
-    job_args = dict(model=args.model, judge=judge, seed=args.seed, preset=args.preset, steps=args.steps, methods=methods)
+    job_args = dict(model=args.model, judge=judge, seed=args.seed, preset=args.preset, steps=args.steps, methods=methods,
+                    dpl_set=args.dpl_set, self_replace=args.self_replace, blend_threshold=args.blend_threshold,
+                    settings=settings)
     todo = [(i, job_args) for i, _ in chosen if i not in done]
     print(f"{world} world, seed {args.seed}: {len(chosen)} scenes, {len(todo)} to run", flush=True)
     start = time.perf_counter()
@@ -208,6 +262,8 @@ def main():
     records = [done[i] for i, _ in chosen]
     scenes = dict(chosen)
     result = {"benchmark": "edit_leakage", "model": args.model, "world": world, "seed": args.seed, "preset": args.preset,
+              "dpl_set": sorted(args.dpl_set), "self_replace_steps": args.self_replace,
+              "blend_threshold": args.blend_threshold,
               "steps": args.steps, "guidance_scale": 7.5, "n_scenes": len(records),
               "methods": list(methods), "distractor": means([r for r in records if r["distractor"]], methods),
               "ordinary": means([r for r in records if not r["distractor"]], methods),
