@@ -1,0 +1,43 @@
+"The edit-leakage benchmark's settings: DPL overrides from the command line and the blend-mask coverage it records."
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from edit_leakage import blend_cover, dpl_settings  # noqa: E402
+
+from dpl_nb.dpl import DPL_PRESETS  # noqa: E402
+
+
+def test_dpl_settings_override_config_and_loss_fields():
+    config = dpl_settings("toy", ["anchor=true", "lr=0.01", "beta_bg=0.2", "token_steps=5"])
+    toy = DPL_PRESETS["toy"]
+    assert (config.lr, config.token_steps) == (0.01, 5)
+    assert (config.losses.anchor, config.losses.beta_bg) == (True, 0.2)
+    assert config.losses.lambda_bg == toy.losses.lambda_bg and config.nti == toy.nti
+    assert dpl_settings("lean", []) == DPL_PRESETS["lean"]
+
+
+@pytest.mark.parametrize("item, message", [("foo=1", "neither a DPLConfig nor a LossConfig field"),
+                                           ("lr=fast", "must be a number"), ("losses=1", "neither")])
+def test_dpl_settings_refuse_unknown_fields_and_values(item, message):
+    with pytest.raises(SystemExit, match=message):
+        dpl_settings("lean", [item])
+
+
+def test_dpl_settings_keep_the_configs_own_checks():
+    with pytest.raises(ValueError, match="lr must be positive"):
+        dpl_settings("lean", ["lr=0"])
+
+
+def test_blend_cover_is_the_share_of_each_object_and_the_background():
+    masks = np.zeros((2, 4, 4), bool)
+    masks[0, :2, :2] = True  # 4 pixels
+    masks[1, 2:, 2:] = True  # 4 pixels; the background is the other 8
+    mask = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    mask[0, 0, :2, :] = True  # the first object, and 4 background pixels
+    assert blend_cover(mask, masks) == [1.0, 0.0, 0.5]
+    assert blend_cover(None, masks) == [0.0, 0.0, 0.0]  # no local blend
