@@ -156,8 +156,9 @@ def _word_maps(cross: torch.Tensor,  # (r, r, tokens) mean cross-attention maps
                nouns: dict[str, Sequence[int]],  # word -> token positions (maps averaged)
                s: int,  # the self-attention resolution to repeat the maps to
                ) -> torch.Tensor:
-    "Each word's map `(words, s, s)`: its positions averaged, repeated r -> s, normalised as the reference does"
-    maps = torch.stack([torch.as_tensor(cross)[..., list(p)].float().mean(-1) for p in nouns.values()])
+    "Each word's map `(words, s, s)`: positions averaged, repeated r -> s, normalised like the reference"
+    cross = torch.as_tensor(cross)
+    maps = torch.stack([cross[..., list(p)].float().mean(-1) for p in nouns.values()])
     maps = F.interpolate(maps[None], size=(s, s), mode="nearest")[0]
     return torch.stack([_normalise_like_reference(m) for m in maps])
 
@@ -330,10 +331,10 @@ def show_background(image,  # PIL image
 
 # %% ../nbs/06_background.ipynb #52031ddd
 def anchor_regions(masks: BackgroundMasks,  # background_masks' clusters and labels
-                   cross: torch.Tensor,  # (r, r, tokens) mean cross-attention maps, as given to background_masks
-                   nouns: dict[str, Sequence[int]],  # word -> token positions, as given to background_masks
+                   cross: torch.Tensor,  # (r, r, tokens) mean cross maps, as for background_masks
+                   nouns: dict[str, Sequence[int]],  # background_masks' word -> positions
                    ) -> dict[str, torch.Tensor]:
-    "Each word's region `(r, r)`: a connected piece of a word cluster, words and pieces matched one to one"
+    "Each word's region `(r, r)`: a connected piece of a word cluster, words and pieces one to one"
     from scipy.ndimage import label as connected_pieces
     from scipy.optimize import linear_sum_assignment
     s, r, words = masks.clusters.shape[-1], masks.background.shape[-1], list(nouns)

@@ -370,7 +370,7 @@ def edit_success(judge,  # the toy object judge (toyjudge.load_judge)
                  new_shape: str | None = None,  # the noun it was asked to become (a shape, or coat)
                  new_colour: str | None = None,  # the colour it was asked to become
                  keep_colour: bool = False,  # also require the object's own colour (no recolouring)
-                 keep_outline: bool = False,  # coat worlds: also require its outline (an edit in place)
+                 keep_outline: bool = False,  # coat worlds: also require its outline (in place)
                  ) -> bool:
     "Whether the judge sees what the edit asked for (`new_shape`, `new_colour`) where `index` was"
     if new_shape is None and new_colour is None:
