@@ -91,16 +91,21 @@ def dpl_settings(preset: str, settings: list[str]):
     config = dpl_config(preset)
     for item in settings:
         key, _, text = item.partition("=")
-        try:
-            value = _json.loads(text)
-        except ValueError:
-            raise SystemExit(f"--dpl-set {item!r}: the value must be a number, true or false") from None
         if key in {f.name for f in dataclasses.fields(config)} and key not in ("losses", "nti"):
-            config = dataclasses.replace(config, **{key: value})
+            owner = config
         elif key in {f.name for f in dataclasses.fields(config.losses)}:
-            config = dataclasses.replace(config, losses=dataclasses.replace(config.losses, **{key: value}))
+            owner = config.losses
         else:
             raise SystemExit(f"--dpl-set {item!r}: {key!r} is neither a DPLConfig nor a LossConfig field")
+        if isinstance(getattr(owner, key), str):  # e.g. inversion=npi, at_region=objects
+            value = text
+        else:
+            try:
+                value = _json.loads(text)
+            except ValueError:
+                raise SystemExit(f"--dpl-set {item!r}: {key} takes a number, true or false") from None
+        changed = dataclasses.replace(owner, **{key: value})
+        config = changed if owner is config else dataclasses.replace(config, losses=changed)
     return config
 
 
@@ -232,6 +237,8 @@ def main():
     if stale:
         raise SystemExit(f"{records_path} holds records made with {sorted(stale)} steps; move it away or use --steps")
     dpl_settings(args.preset, args.dpl_set)  # a bad --dpl-set fails before any scene runs
+    if not (0 <= args.self_replace <= 1 and 0 <= args.blend_threshold < 1):
+        raise SystemExit("--self-replace takes a fraction of the steps in [0, 1] and --blend-threshold one in [0, 1)")
     settings = dict(preset=args.preset, dpl_set=sorted(args.dpl_set), self_replace=args.self_replace,
                     blend_threshold=args.blend_threshold)
     other = [r["scene"] for r in done.values() if r.get("settings", settings) != settings]

@@ -19,10 +19,12 @@ def test_dpl_settings_override_config_and_loss_fields():
     assert (config.losses.anchor, config.losses.beta_bg) == (True, 0.2)
     assert config.losses.lambda_bg == toy.losses.lambda_bg and config.nti == toy.nti
     assert dpl_settings("lean", []) == DPL_PRESETS["lean"]
+    text = dpl_settings("lean", ["inversion=npi", "at_region=objects"])  # fields that take words
+    assert (text.inversion, text.losses.at_region) == ("npi", "objects")
 
 
 @pytest.mark.parametrize("item, message", [("foo=1", "neither a DPLConfig nor a LossConfig field"),
-                                           ("lr=fast", "must be a number"), ("losses=1", "neither")])
+                                           ("lr=fast", "takes a number"), ("losses=1", "neither")])
 def test_dpl_settings_refuse_unknown_fields_and_values(item, message):
     with pytest.raises(SystemExit, match=message):
         dpl_settings("lean", [item])
@@ -31,6 +33,8 @@ def test_dpl_settings_refuse_unknown_fields_and_values(item, message):
 def test_dpl_settings_keep_the_configs_own_checks():
     with pytest.raises(ValueError, match="lr must be positive"):
         dpl_settings("lean", ["lr=0"])
+    with pytest.raises(ValueError, match="inversion must be"):
+        dpl_settings("lean", ["inversion=fast"])
 
 
 def test_blend_cover_is_the_share_of_each_object_and_the_background():
