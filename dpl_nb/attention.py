@@ -159,19 +159,25 @@ class AttentionStore:
     def mean(self, kind: str = "cross", steps=None, layers=None,
              queries: int | None = None) -> torch.Tensor:
         "Mean map `(batch, queries, keys)` over the chosen steps and layers of one kind and size"
-        picked = [(k, m / self.counts[k]) for k, m in self.maps.items()
-                  if self.layers[k[1]].kind == kind and (steps is None or k[0] in steps)
-                  and (layers is None or k[1] in {getattr(l, "name", l) for l in layers})
-                  and (queries is None or m.shape[1] == queries)]
-        if not picked:
-            raise ValueError(f"the store has no {kind} maps for steps={steps}, layers={layers}, "
-                             f"queries={queries}; it holds steps {self.steps} of layers "
-                             f"{sorted(self.layers)[:3]}...")
-        sizes = {m.shape[1] for _, m in picked}
+        picked = _picked_maps(self, kind, steps, layers, queries)
+        sizes = {m.shape[1] for m in picked}
         if len(sizes) > 1:
             raise ValueError(f"maps of several resolutions ({sorted(sizes)} queries): choose one "
                              "with `queries`")
-        return torch.stack([m for _, m in picked]).mean(0)
+        return torch.stack(picked).mean(0)
+
+# %% ../nbs/03_attention.ipynb #f9726390
+def _picked_maps(store, kind: str, steps, layers, queries: int | None) -> list[torch.Tensor]:
+    "The step-averaged maps of `store` of one kind that pass the filters; if none, an error"
+    names = None if layers is None else {getattr(l, "name", l) for l in layers}
+    picked = [m / store.counts[k] for k, m in store.maps.items()
+              if store.layers[k[1]].kind == kind and (steps is None or k[0] in steps)
+              and (names is None or k[1] in names) and (queries is None or m.shape[1] == queries)]
+    if not picked:
+        raise ValueError(f"the store has no {kind} maps for steps={steps}, layers={layers}, "
+                         f"queries={queries}; it holds steps {store.steps} of layers "
+                         f"{sorted(store.layers)[:3]}...")
+    return picked
 
 # %% ../nbs/03_attention.ipynb #4076be94
 def _side(queries: int) -> int:

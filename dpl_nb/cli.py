@@ -749,12 +749,9 @@ def demo_command(args) -> list[Path]:
     figure = _wrote(save_figure(fig, out / "demo.png"))
     return [figure, _wrote(save_json(report, out / "demo.json"))]
 
-# %% ../nbs/12_cli.ipynb #e4c4f1d3
-@command("invert")
-def invert_command(args) -> list[Path]:
-    "`dpl_nb invert`: invert IMAGE under --prompt and save the inversion to --output"
-    out = check_output(args.output, INVERSION_SUFFIXES)
-    image = check_image(args.image)
+# %% ../nbs/12_cli.ipynb #ee61d22d
+def _check_invert_options(args):
+    "Refuse `dpl_nb invert` options that do not go together, before any model loads"
     check_prompt(args.prompt, "--prompt", braced=args.method == "dpl")
     if args.method != "ddim" and not args.guidance > 1:
         raise ValueError(f"--guidance must be > 1 for {args.method} (the null embeddings have no "
@@ -764,6 +761,14 @@ def invert_command(args) -> list[Path]:
         raise ValueError("--at-region, --word-gradients and --anchor are options of DPL; drop them "
                          f"or use --method dpl (got --method {args.method})")
     check_device(args.device)
+
+# %% ../nbs/12_cli.ipynb #e4c4f1d3
+@command("invert")
+def invert_command(args) -> list[Path]:
+    "`dpl_nb invert`: invert IMAGE under --prompt and save the inversion to --output"
+    out = check_output(args.output, INVERSION_SUFFIXES)
+    image = check_image(args.image)
+    _check_invert_options(args)
     import torch
     from dpl_nb.dpl import dpl_invert, with_options
     from dpl_nb.inversion import invert

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .attention import (AttentionStore, AttnLayer, StopForward, capture, forward_until, last_layer,
-                              select_layers, truncated_fraction)
+from .attention import (AttentionStore, AttnLayer, StopForward, capture, forward_until,
+                              last_layer, select_layers, truncated_fraction)
 from .background import BackgroundMasks, anchor_regions, find_background
-from .inversion import (NTI_PRESETS, Inversion, NTIConfig, NullTextStep, check_num_steps, ddim_scheduler,
-                              encode_with_tokens, guided_noise, loss_scaler, null_text_step, sample, sized_bundle,
-                              word_embeddings)
+from .inversion import (NTI_PRESETS, Inversion, NTIConfig, NullTextStep, check_num_steps,
+                              ddim_scheduler, encode_with_tokens, guided_step, loss_scaler,
+                              null_text_step, sample, sized_bundle, word_embeddings)
 from .losses import LossConfig, dpl_losses, leak_masks
 from .models import Bundle, UNetCounter, model_fingerprint
 from .prompts import encode_prompts, parse_prompt
@@ -35,72 +35,83 @@ class DPLConfig:
     token_steps: int = 21  # at most this many token updates per denoising step
     lr: float = 1e-3  # AdamW learning rate of the token updates (fresh optimiser every step)
     weight_decay: float = 1e-2  # AdamW weight decay
-    init: str = "word"  # "word": start from the word's embedding; "piece": the reference code's BPE-piece quirk
-    nti: NTIConfig = field(default_factory=lambda: NTI_PRESETS["canonical"])  # null-text inversion after the tokens
-    reuse_cond: bool = True  # reuse the last token pass's conditional prediction when no update followed it
+    init: str = "word"  # "word": the word's embedding; "piece": the reference's BPE-piece quirk
+    nti: NTIConfig = field(default_factory=lambda: NTI_PRESETS["canonical"])  # NTI after the tokens
+    reuse_cond: bool = True  # reuse the last token pass's prediction when no update followed
     clusters: int = 5  # KMeans clusters of the background mask
     cluster_threshold: float = 0.2  # a cluster is a noun's if its score exceeds this
     cluster_seed: int = 1  # KMeans seed
-    word_gradients: str = "shared"  # "shared": a token gets gradient through every later position (the reference); "own": through its word's only
-    inversion: str = "nti"  # after the tokens: "nti" (null-text updates), "npi" or "direct" (no optimisation, chapter 4)
-    truncate: bool = True  # token passes after a step's first stop at the last layer the losses read (same tokens)
+    # "shared": a token gets gradient through every later position (the reference); "own": its
+    # word's positions only
+    word_gradients: str = "shared"
+    inversion: str = "nti"  # after the tokens: "nti" (null-text updates), "npi" or "direct"
+    truncate: bool = True  # passes after a step's first stop at the last layer the losses read
 
-    def __post_init__(self):
-        if isinstance(self.token_steps, bool) or not isinstance(self.token_steps, int) or self.token_steps < 0:
-            raise ValueError(f"token_steps must be a whole number >= 0, got {self.token_steps!r}")
-        if self.init not in ("word", "piece"):
-            raise ValueError(f"init must be 'word' or 'piece', got {self.init!r}")
-        if self.word_gradients not in ("shared", "own"):
-            raise ValueError(f"word_gradients must be 'shared' (the reference) or 'own', got {self.word_gradients!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
-        if self.inversion not in ("nti", "npi", "direct"):
-            raise ValueError(f"inversion must be 'nti', 'npi' or 'direct', got {self.inversion!r}")
+    def __post_init__(self): _check_dpl_config(self)
 
+# %% ../nbs/08_dpl.ipynb #53267861
+def _check_dpl_config(config: DPLConfig):
+    "A clear error for a `DPLConfig` field of the wrong type or out of its range"
+    steps = config.token_steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"token_steps must be a whole number >= 0, got {steps!r}")
+    if config.init not in ("word", "piece"):
+        raise ValueError(f"init must be 'word' or 'piece', got {config.init!r}")
+    if config.word_gradients not in ("shared", "own"):
+        raise ValueError("word_gradients must be 'shared' (the reference) or 'own', "
+                         f"got {config.word_gradients!r}")
+    if not config.lr > 0:
+        raise ValueError(f"lr must be positive, got {config.lr!r}")
+    if config.inversion not in ("nti", "npi", "direct"):
+        raise ValueError(f"inversion must be 'nti', 'npi' or 'direct', got {config.inversion!r}")
 
-TOY_BETA_BG = 0.05  # tau_bg at step 0 for the toy model, calibrated on scenes outside ToyMO-Set (see the end of the chapter)
+# %% ../nbs/08_dpl.ipynb #133117d8
+# tau_bg at step 0 for the toy model, calibrated on scenes outside ToyMO-Set (end of the chapter)
+TOY_BETA_BG = 0.05
 
 DPL_PRESETS = {
-    "paper": DPLConfig(nti=NTI_PRESETS["dpl"], reuse_cond=False, truncate=False),  # the reference code's settings
-    "reference": DPLConfig(nti=NTI_PRESETS["dpl"], reuse_cond=False, truncate=False, init="piece"),  # with its quirk
-    "lean": DPLConfig(),  # same losses and thresholds, canonical NTI, the conditional prediction reused
-    "toy": DPLConfig(losses=LossConfig(beta_bg=TOY_BETA_BG)),  # lean, with the toy model's background threshold
-    "fast": DPLConfig(inversion="npi"),  # lean on negative-prompt inversion: no null-text optimisation
+    # the reference code's settings, then the same with its BPE-piece quirk
+    "paper": DPLConfig(nti=NTI_PRESETS["dpl"], reuse_cond=False, truncate=False),
+    "reference": DPLConfig(nti=NTI_PRESETS["dpl"], reuse_cond=False, truncate=False, init="piece"),
+    "lean": DPLConfig(),  # same losses and thresholds, canonical NTI, the cond. prediction reused
+    "toy": DPLConfig(losses=LossConfig(beta_bg=TOY_BETA_BG)),  # lean, the toy's tau_bg
+    "fast": DPLConfig(inversion="npi"),  # lean on negative-prompt inversion: no null-text updates
 }
 
 
 def dpl_config(config: DPLConfig | str = "lean") -> DPLConfig:
-    "A `DPLConfig`, given as itself or by preset name ('lean', 'paper', 'reference', 'toy' or 'fast')"
+    "A `DPLConfig`, given as itself or by preset name ('lean', 'paper', 'reference', 'toy', 'fast')"
     if isinstance(config, DPLConfig):
         return config
     if config not in DPL_PRESETS:
-        raise ValueError(f"config must be a DPLConfig or one of {sorted(DPL_PRESETS)}, got {config!r}; change one "
-                         "setting with dataclasses.replace(DPL_PRESETS['lean'], token_steps=10)")
+        raise ValueError(f"config must be a DPLConfig or one of {sorted(DPL_PRESETS)}, got "
+                         f"{config!r}; change one setting with "
+                         "dataclasses.replace(DPL_PRESETS['lean'], token_steps=10)")
     return DPL_PRESETS[config]
 
 
 def with_options(config: DPLConfig | str = "lean",  # a DPLConfig or a preset name
                  at_region: str = "all",  # LossConfig.at_region: "all" (the reference) or "objects"
-                 word_gradients: str = "shared",  # DPLConfig.word_gradients: "shared" (the reference) or "own"
-                 anchor: bool = False,  # LossConfig.anchor: False (the reference) or True (chapter 7)
+                 word_gradients: str = "shared",  # DPLConfig.word_gradients: "shared" or "own"
+                 anchor: bool = False,  # LossConfig.anchor: False (the reference) or True
                  ) -> DPLConfig:
-    "`config` with the non-reference options set; with their defaults a preset comes back equal to itself"
+    "`config` with the non-reference options set; with their defaults, a preset comes back equal"
     config = dpl_config(config)
     return replace(config, word_gradients=word_gradients,
                    losses=replace(config.losses, at_region=at_region, anchor=anchor))
 
 # %% ../nbs/08_dpl.ipynb #d4b4519a
 def dynamic_words(tokenizer, prompt: str):
-    "The parsed prompt with its braced (dynamic) words and their token positions; an error if there are none"
+    "The parsed prompt with its braced (dynamic) words and their token positions; an error if none"
     parsed = parse_prompt(prompt, tokenizer)
     if not parsed.words:
-        raise ValueError(f"prompt: DPL learns the words in braces and {prompt!r} has none; brace the nouns, "
-                         "as in 'a {cat} and a {dog}'")
+        raise ValueError(f"prompt: DPL learns the words in braces and {prompt!r} has none; brace "
+                         "the nouns, as in 'a {cat} and a {dog}'")
     return parsed
 
 
 def initial_tokens(bundle: Bundle, prompt: str, init: str = "word") -> torch.Tensor:
-    "Starting embeddings `(P, dim)` of the braced words' tokens: the words' own, or the reference's BPE pieces"
+    "Starting embeddings `(P, dim)` of the braced words' tokens: the words' own, or BPE pieces"
     if init == "word":
         return word_embeddings(bundle, prompt)
     if init != "piece":
@@ -109,30 +120,32 @@ def initial_tokens(bundle: Bundle, prompt: str, init: str = "word") -> torch.Ten
     vocab = tokenizer.get_vocab()
     for w in dynamic_words(tokenizer, prompt).words:  # "cat" (a word-internal piece), not "cat</w>"
         if w.word not in vocab:
-            warnings.warn(f"init='piece': {w.word!r} is not a BPE piece of the vocabulary, so it starts from the "
-                          "unknown token, as in the reference code; init='word' starts from the word itself")
+            warnings.warn(f"init='piece': {w.word!r} is not a BPE piece of the vocabulary, so it "
+                          "starts from the unknown token, as in the reference code; init='word' "
+                          "starts from the word itself")
         ids += [vocab.get(w.word, tokenizer.unk_token_id)] * len(w.positions)
     return bundle.text_encoder.get_input_embeddings().weight[ids].detach().clone()
 
-
+# %% ../nbs/08_dpl.ipynb #16402982
 def check_background(background, resolution: int) -> torch.Tensor:
     "A background mask `(r, r)` bool from a tensor/array or `BackgroundMasks`, or a clear error"
     if isinstance(background, BackgroundMasks):
         background = background.background
-    background = torch.as_tensor(np.asarray(background) if not torch.is_tensor(background) else background)
+    if not torch.is_tensor(background):
+        background = torch.as_tensor(np.asarray(background))
     if background.shape != (resolution, resolution):
-        raise ValueError(f"background: the mask must be {resolution}x{resolution} (the loss resolution, the "
-                         f"bundle's attn_res), got shape {tuple(background.shape)}; make it with find_background "
-                         "or resize it")
+        raise ValueError(f"background: the mask must be {resolution}x{resolution} (the loss "
+                         f"resolution, the bundle's attn_res), got shape "
+                         f"{tuple(background.shape)}; make it with find_background or resize it")
     return background.bool()
 
 # %% ../nbs/08_dpl.ipynb #b3bed031
 def encode_dynamic(bundle: Bundle, prompt: str,
-                   tokens: torch.Tensor,  # (P, dim) dynamic token embeddings, in the order of the braced words
+                   tokens: torch.Tensor,  # (P, dim) dynamic token embeddings, braced words' order
                    positions: list[list[int]],  # token positions of each braced word
                    word_gradients: str = "shared",  # "shared" (the reference) or "own"
                    ) -> torch.Tensor:
-    "Text embeddings `(1, 77, dim)` of `prompt` with the dynamic tokens; with 'own', a word's hidden states carry gradient to its own tokens only"
+    "Embeddings `(1, 77, dim)` of `prompt` with the dynamic tokens; gradients: `word_gradients`"
     if word_gradients not in ("shared", "own"):
         raise ValueError(f"word_gradients must be 'shared' or 'own', got {word_gradients!r}")
     if word_gradients == "shared" or not tokens.requires_grad:
@@ -151,42 +164,51 @@ def encode_dynamic(bundle: Bundle, prompt: str,
 class TokenStep:
     "What the token updates of one denoising step did"
     maps: torch.Tensor  # (r, r, 77) cross maps of the last pass
-    noise_cond: torch.Tensor | None  # the last pass's conditional prediction if no update followed it
+    noise_cond: torch.Tensor | None  # the last pass's prediction if no update followed it
     losses: list[dict]  # the losses of every pass
     updates: int  # optimiser steps taken
 
+# %% ../nbs/08_dpl.ipynb #55c1aecd
+def _token_pass(bundle: Bundle, latent: torch.Tensor, t, cond: torch.Tensor,
+                stop: tuple[AttnLayer, float] | None, cost) -> torch.Tensor | None:
+    "One token pass: the conditional prediction; with `stop`, the layers up to `stop[0]`, and None"
+    if stop is None:
+        return bundle.predict_noise(latent, t, cond)
+    try:
+        with forward_until(bundle.unet, stop[0]):
+            bundle.predict_noise(latent, t, cond)
+    except StopForward:
+        pass
+    cost.partial += stop[1] * latent.shape[0]
+    return None
 
+# %% ../nbs/08_dpl.ipynb #29a16709
 def token_step(bundle: Bundle, step: int, latent: torch.Tensor, t, prompt: str,
                tokens: torch.nn.Parameter,  # (P, dim) dynamic token embeddings, updated in place
                positions: list[list[int]],  # token positions of each braced word
                background: torch.Tensor | None, config: DPLConfig, store: AttentionStore, cost,
                bar=None,  # a tqdm bar whose postfix follows the updates within the step
-               stop: tuple[AttnLayer, float] | None = None,  # truncate passes after the first: (last loss layer, cost share)
-               leak: torch.Tensor | None = None,  # (K, r, r) each word's leakage region, for LossConfig.anchor
+               # truncate passes after the first: (last loss layer, its share of a UNet pass's cost)
+               stop: tuple[AttnLayer, float] | None = None,
+               leak: torch.Tensor | None = None,  # (K, r, r) each word's leakage region (anchor)
                ) -> TokenStep:
-    "Update the dynamic tokens until the losses are below this step's thresholds, or `config.token_steps` passes"
+    "Update the dynamic tokens until the losses are under the step's thresholds (`token_steps` max)"
     optimizer = torch.optim.AdamW([tokens], lr=config.lr, weight_decay=config.weight_decay)
     scaler = loss_scaler(bundle)
     thresholds, history, r = config.losses.thresholds(step), [], bundle.attn_res
     noise, maps, updates = None, None, 0
     for k in range(config.token_steps):
-        truncated = stop is not None and k > 0  # the first pass may end the step, and its prediction is reused
+        # the first pass may end the step, and its prediction is reused
+        truncated = stop is not None and k > 0
         with torch.enable_grad():
             cond = encode_dynamic(bundle, prompt, tokens, positions, config.word_gradients)
-            if truncated:
-                try:
-                    with forward_until(bundle.unet, stop[0]):
-                        bundle.predict_noise(latent, t, cond)
-                except StopForward:
-                    pass
-                noise, cost.partial = None, cost.partial + stop[1] * latent.shape[0]
-            else:
-                noise = bundle.predict_noise(latent, t, cond)
-            maps = store.mean("cross", queries=r * r)[0].reshape(r, r, -1).float()  # losses in fp32
+            noise = _token_pass(bundle, latent, t, cond, stop if truncated else None, cost)
+            maps = store.mean("cross", queries=r * r)[0].reshape(r, r, -1).float()  # fp32 losses
             values = dpl_losses(maps, positions, background, config.losses, step, leak)
             history.append(values.as_dict())
             if values.below(thresholds):
-                return TokenStep(maps.detach(), None if noise is None else noise.detach(), history, updates)
+                return TokenStep(maps.detach(), None if noise is None else noise.detach(), history,
+                                 updates)
             optimizer.zero_grad()
             scaler.scale(values.total).backward()
         scaler.step(optimizer)
@@ -194,7 +216,7 @@ def token_step(bundle: Bundle, step: int, latent: torch.Tensor, t, prompt: str,
         if truncated:  # the backward of a stopped pass counted as the same share
             cost.partial += stop[1] * latent.shape[0]
         else:
-            cost.backward += latent.shape[0]  # the backward stops inside the UNet; counted as a whole one
+            cost.backward += latent.shape[0]  # it stops inside the UNet; counted as a whole one
         updates += 1
         if bar is not None:
             bar.set_postfix_str(f"token update {updates}/{config.token_steps}", refresh=True)
@@ -203,22 +225,23 @@ def token_step(bundle: Bundle, step: int, latent: torch.Tensor, t, prompt: str,
 # %% ../nbs/08_dpl.ipynb #98871fc0
 @torch.no_grad()
 def cheap_step(bundle: Bundle, scheduler, step: int, latent: torch.Tensor, target: torch.Tensor,
-               cond: torch.Tensor,  # (1, 77, dim) this step's conditional embedding (with the learnt tokens)
+               cond: torch.Tensor,  # (1, 77, dim) the step's conditional embedding (learnt tokens)
                null: torch.Tensor,  # (1, 77, dim) the empty prompt's embedding
                guidance_scale: float, method: str,  # "npi" or "direct"
-               noise_cond: torch.Tensor | None = None,  # the conditional prediction at `latent`, if already made
+               noise_cond: torch.Tensor | None = None,  # the conditional prediction, if made
                ) -> tuple[NullTextStep, torch.Tensor | None]:
-    "One denoising step of DPL on NPI or Direct Inversion: the step's null embedding and next latent, and Direct's gap"
+    "One DPL step on NPI or Direct Inversion: the step's null and next latent, and Direct's gap"
     t = scheduler.timesteps[step]
     if noise_cond is None:
         noise_cond = bundle.predict_noise(latent, t, cond)
     noise_cond = noise_cond.float()
-    if method == "npi":  # the null is the prompt itself, so guidance leaves the conditional prediction unchanged
-        return NullTextStep(cond.float(), scheduler.step(noise_cond, t, latent).prev_sample, 0.0, 0), None
+    if method == "npi":  # the null is the prompt itself: guidance leaves the conditional prediction
+        stepped = scheduler.step(noise_cond, t, latent).prev_sample
+        return NullTextStep(cond.float(), stepped, 0.0, 0), None
     if method != "direct":
         raise ValueError(f"method must be 'npi' or 'direct', got {method!r}")
     noise_uncond = bundle.predict_noise(latent, t, null).float()
-    stepped = scheduler.step(guided_noise(noise_uncond, noise_cond, guidance_scale), t, latent).prev_sample
+    stepped = guided_step(scheduler, t, latent, noise_uncond, noise_cond, guidance_scale)
     gap = target.to(stepped) - stepped
     return NullTextStep(null.float(), stepped + gap, 0.0, 0), gap
 
@@ -227,11 +250,13 @@ _SHARES: dict = {}
 
 
 def stop_share(bundle: Bundle, layers: list[AttnLayer]) -> float:
-    "What a token pass stopped after the last of `layers` costs, as a share of a full UNet forward (measured once per model and size)"
-    key = (str(sorted(bundle.unet.config.items())), bundle.latent_size, tuple(l.name for l in layers))
+    "Cost of a pass stopped after the last of `layers`, as a share of a UNet forward; measured once"
+    key = (str(sorted(bundle.unet.config.items())), bundle.latent_size,
+           tuple(l.name for l in layers))
     if key not in _SHARES:
         side, dim = bundle.latent_size, bundle.unet.config.cross_attention_dim
-        sample = torch.zeros(1, bundle.unet.config.in_channels, side, side, device=bundle.device, dtype=bundle.dtype)
+        sample = torch.zeros(1, bundle.unet.config.in_channels, side, side, device=bundle.device,
+                             dtype=bundle.dtype)
         text = torch.zeros(1, 77, dim, device=bundle.device, dtype=bundle.dtype)
         _SHARES[key] = truncated_fraction(bundle.unet, layers, sample, text)
     return _SHARES[key]
@@ -240,7 +265,7 @@ def stop_share(bundle: Bundle, layers: list[AttnLayer]) -> float:
 def _first_phase(bundle: Bundle, image, parsed, prompt: str, config: DPLConfig, background,
                  num_steps: int, generator, progress: bool, trace: dict
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    "DDIM inversion; the background mask (given, or found on the way); with `anchor`, the leak regions"
+    "DDIM inversion; the background mask (given, or found on the way); with `anchor`, leak regions"
     masks, trajectory, found = find_background(bundle, image, prompt, num_steps, config.clusters,
                                                config.cluster_threshold, config.cluster_seed,
                                                generator, progress)
@@ -259,7 +284,7 @@ def _null_phase(bundle: Bundle, scheduler, i: int, latent: torch.Tensor, target:
                 cond: torch.Tensor, start: torch.Tensor, null: torch.Tensor, guidance_scale: float,
                 config: DPLConfig, reused: torch.Tensor | None
                 ) -> tuple[NullTextStep, torch.Tensor | None]:
-    "Step `i`'s null embedding after its tokens: NTI's optimisation, or NPI's or Direct's closed form"
+    "Step `i`'s null embedding after its tokens: NTI's optimisation, or NPI's or Direct's form"
     if config.inversion == "nti":
         return null_text_step(bundle, scheduler, i, latent, target, cond,
                               start if config.nti.warm_start else null, guidance_scale,
@@ -282,69 +307,90 @@ def _dpl_inversion(bundle: Bundle, prompt: str, config: DPLConfig, guidance_scal
                      maps=recorded, trace=trace, fingerprint=model_fingerprint(bundle),
                      corrections=torch.stack(gaps).cpu() if config.inversion == "direct" else None)
 
+# %% ../nbs/08_dpl.ipynb #60a214cd
+def _truncation(bundle: Bundle, config: DPLConfig, trace: dict) -> tuple[AttnLayer, float] | None:
+    "Where token passes after a step's first stop, and their share of a UNet pass's cost (or None)"
+    if not (config.truncate and config.token_steps > 1):
+        return None
+    layers = select_layers(bundle.unet, bundle.attn_res, "cross", bundle.latent_size)
+    stop = (last_layer(layers), stop_share(bundle, layers))
+    trace["truncated_fraction"] = stop[1]
+    return stop
+
+
+def _trace_step(trace: dict, done: TokenStep, thresholds: dict, tokens: torch.Tensor,
+                start_tokens: torch.Tensor):
+    "Record one step's token losses, updates, thresholds and the tokens' drift from their start"
+    trace["token_losses"].append(done.losses)
+    trace["token_updates"].append(done.updates)
+    trace["thresholds"].append(thresholds)
+    drift = (tokens.detach() - start_tokens).norm() / start_tokens.norm()
+    trace["token_drift"].append(drift.item())
+
 # %% ../nbs/08_dpl.ipynb #e451d83a
-def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [-1, 1]
-               prompt: str,  # describes the image; braces mark the words DPL learns: 'a {cat} and a {dog}'
-               config: DPLConfig | str = "lean",  # a DPLConfig, or a preset name: "lean" or "paper"
-               num_steps: int = 50, guidance_scale: float = 7.5,
-               background=None,  # (r, r) bool background mask or BackgroundMasks; None: found during DDIM inversion
-               generator: torch.Generator | int | None = None,  # seed or generator sampling the VAE posterior; None: its mean
-               progress: bool = True) -> Inversion:
-    "Dynamic Prompt Learning: DDIM inversion, then per step token updates on the three losses and null-text updates"
-    config = dpl_config(config)
-    parsed = dynamic_words(bundle.tokenizer, prompt)
-    positions = [list(w.positions) for w in parsed.words]
-    check_num_steps(num_steps, bundle.scheduler)
-    if not guidance_scale > 1:
-        raise ValueError(f"guidance_scale must be > 1 for the null-text updates, got {guidance_scale}; use 7.5")
-    bundle = sized_bundle(bundle, image)  # maps, masks and layers at the image's own size
-    r = bundle.attn_res
-    if background is not None:
-        background = check_background(background, r)
+def _dpl_steps(bundle: Bundle, prompt: str, parsed, config: DPLConfig, trajectory: torch.Tensor,
+               background, leak, guidance_scale: float, stop, cost, trace: dict,
+               progress: bool) -> list:
+    "DPL's denoising steps: token updates, then the null phase; per step (tokens, fit, maps, gap)"
     with torch.no_grad():
         null = encode_prompts(bundle, "")
+    positions, num_steps = [list(w.positions) for w in parsed.words], len(trajectory) - 1
+    scheduler = ddim_scheduler(bundle.scheduler.config, num_steps)
+    tokens = initial_tokens(bundle, prompt, config.init).to(bundle.device, torch.float32)
+    tokens = torch.nn.Parameter(tokens)
+    start_tokens, store = tokens.detach().clone(), AttentionStore(keep_grad=True)
+    cross_layers = select_layers(bundle.unet, bundle.attn_res, "cross", bundle.latent_size)
+    latent, start, steps = trajectory[-1], null, []
+    bar = tqdm(scheduler.timesteps, desc="DPL", disable=not progress, leave=False)
+    for i, t in enumerate(bar):
+        store.step = i
+        with capture(bundle.unet, store, cross_layers):
+            done = token_step(bundle, i, latent, t, prompt, tokens, positions, background, config,
+                              store, cost, bar if progress else None, stop, leak)
+        if progress:
+            bar.set_postfix_str(f"{done.updates} token updates, null text", refresh=True)
+        store.reset()
+        _trace_step(trace, done, config.losses.thresholds(i), tokens, start_tokens)
+        with torch.no_grad():
+            step_cond = encode_with_tokens(bundle, prompt, prompt, tokens.detach())
+        fitted, gap = _null_phase(bundle, scheduler, i, latent, trajectory[num_steps - 1 - i],
+                                  step_cond, start, null, guidance_scale, config,
+                                  done.noise_cond if config.reuse_cond else None)
+        steps.append((tokens.detach().clone(), fitted, done.maps, gap))
+        latent, start = fitted.latent, fitted.embedding
+    return steps
+
+# %% ../nbs/08_dpl.ipynb #5601e9b6
+def dpl_invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [-1, 1]
+               prompt: str,  # describes the image; braces mark the words DPL learns: 'a {cat}'
+               config: DPLConfig | str = "lean",  # a DPLConfig, or a preset name: "lean" or "paper"
+               num_steps: int = 50, guidance_scale: float = 7.5,
+               background=None,  # (r, r) bool mask or BackgroundMasks; None: found while inverting
+               generator: torch.Generator | int | None = None,  # VAE posterior sample; None: mean
+               progress: bool = True) -> Inversion:
+    "Dynamic Prompt Learning: DDIM inversion, then per step token updates and null-text updates"
+    config = dpl_config(config)
+    parsed = dynamic_words(bundle.tokenizer, prompt)
+    check_num_steps(num_steps, bundle.scheduler)
+    if not guidance_scale > 1:
+        raise ValueError("guidance_scale must be > 1 for the null-text updates, got "
+                         f"{guidance_scale}; use 7.5")
+    bundle = sized_bundle(bundle, image)  # maps, masks and layers at the image's own size
+    if background is not None:
+        background = check_background(background, bundle.attn_res)
     trace = dict(token_losses=[], thresholds=[], token_updates=[], token_drift=[])
-    stop = None
-    if config.truncate and config.token_steps > 1:  # measured before counting starts: it is not part of the method
-        layers = select_layers(bundle.unet, r, "cross", bundle.latent_size)
-        stop = (last_layer(layers), stop_share(bundle, layers))
-        trace["truncated_fraction"] = stop[1]
+    stop = _truncation(bundle, config, trace)  # measured before counting: not part of the method
     with UNetCounter(bundle.unet) as cost:
         trajectory, background, leak = _first_phase(bundle, image, parsed, prompt, config,
                                                     background, num_steps, generator, progress,
                                                     trace)
-        scheduler = ddim_scheduler(bundle.scheduler.config, num_steps)
-        tokens = torch.nn.Parameter(initial_tokens(bundle, prompt, config.init).to(bundle.device, torch.float32))
-        start_tokens = tokens.detach().clone()
-        store = AttentionStore(keep_grad=True)
-        cross_layers = select_layers(bundle.unet, r, "cross", bundle.latent_size)
-        latent, start = trajectory[-1], null
-        steps = []  # per step: the tokens, the null-text fit, the maps, Direct Inversion's gap
-        bar = tqdm(scheduler.timesteps, desc="DPL", disable=not progress, leave=False)
-        for i, t in enumerate(bar):
-            store.step = i
-            with capture(bundle.unet, store, cross_layers):
-                done = token_step(bundle, i, latent, t, prompt, tokens, positions, background, config, store, cost,
-                                  bar if progress else None, stop, leak)
-            if progress:
-                bar.set_postfix_str(f"{done.updates} token updates, null text", refresh=True)
-            store.reset()
-            trace["token_losses"].append(done.losses)
-            trace["token_updates"].append(done.updates)
-            trace["thresholds"].append(config.losses.thresholds(i))
-            trace["token_drift"].append(((tokens.detach() - start_tokens).norm() / start_tokens.norm()).item())
-            with torch.no_grad():
-                step_cond = encode_with_tokens(bundle, prompt, prompt, tokens.detach())
-            fitted, gap = _null_phase(bundle, scheduler, i, latent, trajectory[num_steps - 1 - i],
-                                      step_cond, start, null, guidance_scale, config,
-                                      done.noise_cond if config.reuse_cond else None)
-            steps.append((tokens.detach().clone(), fitted, done.maps, gap))
-            latent, start = fitted.latent, fitted.embedding
+        steps = _dpl_steps(bundle, prompt, parsed, config, trajectory, background, leak,
+                           guidance_scale, stop, cost, trace, progress)
     return _dpl_inversion(bundle, prompt, config, guidance_scale, trajectory, steps, cost, trace)
 
 # %% ../nbs/08_dpl.ipynb #d67d94c4
 def sampled_maps(bundle: Bundle, inversion: Inversion, progress: bool = False) -> torch.Tensor:
-    "Cross maps `(T, r, r, 77)` of the conditional pass of each step while sampling the inversion's reconstruction"
+    "Cross maps `(T, r, r, 77)` of each step's conditional pass while sampling the reconstruction"
     bundle = bundle.at_latent_size(inversion.latents.shape[-1])
     store, r = AttentionStore(), bundle.attn_res
     with capture(bundle.unet, store, select_layers(bundle.unet, r, "cross", bundle.latent_size)):

@@ -27,8 +27,8 @@ from .prompts import (encode_prompts, parse_prompt, span_positions,
 
 # %% auto #0
 __all__ = ['NTI_PRESETS', 'INVERSION_METHODS', 'FORMAT_VERSION', 'check_num_steps', 'ddim_scheduler', 'inverse_scheduler',
-           'ddim_invert', 'guided_noise', 'loss_scaler', 'nti_lr', 'nti_threshold', 'NullTextStep', 'null_text_step',
-           'NTIConfig', 'nti_config', 'NullText', 'null_text_invert', 'library_versions', 'Inversion',
+           'ddim_invert', 'guided_noise', 'guided_step', 'loss_scaler', 'nti_lr', 'nti_threshold', 'NullTextStep',
+           'null_text_step', 'NTIConfig', 'nti_config', 'NullText', 'null_text_invert', 'library_versions', 'Inversion',
            'word_embeddings', 'token_embeddings_replaced', 'encode_with_tokens', 'BatchLayout', 'sample', 'reconstruct',
            'sized_bundle', 'encode_image', 'invert', 'direct_corrections']
 
@@ -74,6 +74,13 @@ def guided_noise(noise_uncond: torch.Tensor, noise_cond: torch.Tensor,
                  guidance_scale: float) -> torch.Tensor:
     "Classifier-free guidance: eps_u + w (eps_c - eps_u)"
     return noise_uncond + guidance_scale * (noise_cond - noise_uncond)
+
+
+def guided_step(scheduler: DDIMScheduler, t, latent: torch.Tensor, noise_uncond: torch.Tensor,
+                noise_cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    "One DDIM step from `latent` at timestep `t` with the guided noise of the two predictions"
+    return scheduler.step(guided_noise(noise_uncond, noise_cond, guidance_scale), t,
+                          latent).prev_sample
 
 
 def loss_scaler(bundle: Bundle) -> torch.amp.GradScaler:
@@ -125,8 +132,7 @@ def null_text_step(bundle: Bundle, scheduler: DDIMScheduler, step: int, latent: 
     with torch.enable_grad():
         for taken in range(1, inner_steps + 1):
             noise_uncond = bundle.predict_noise(latent, t, null)
-            previous = scheduler.step(guided_noise(noise_uncond, noise_cond, guidance_scale), t,
-                                      latent).prev_sample
+            previous = guided_step(scheduler, t, latent, noise_uncond, noise_cond, guidance_scale)
             error = F.mse_loss(previous, target)
             optimizer.zero_grad()
             scaler.scale(error).backward()
@@ -138,8 +144,7 @@ def null_text_step(bundle: Bundle, scheduler: DDIMScheduler, step: int, latent: 
     null = null.detach()
     with torch.no_grad():
         noise_uncond = bundle.predict_noise(latent, t, null)
-        latent = scheduler.step(guided_noise(noise_uncond, noise_cond, guidance_scale), t,
-                                latent).prev_sample
+        latent = guided_step(scheduler, t, latent, noise_uncond, noise_cond, guidance_scale)
     return NullTextStep(null, latent, loss, taken)
 
 # %% ../nbs/04_inversion.ipynb #eaf719c7
@@ -258,20 +263,26 @@ class Inversion:
 
     def check(self, bundle: Bundle) -> Inversion:
         "Raise a clear error if this inversion cannot be used with `bundle`; return it otherwise"
-        # by content; by name for inversions made without a fingerprint
-        other = (not same_model(self.fingerprint, model_fingerprint(bundle)) if self.fingerprint
-                 else self.model_id != bundle.model_id)
-        if other:
-            raise ValueError(f"inversion: it was made with the model {self.model_id!r} but the "
-                             f"bundle is {bundle.model_id!r}, with other weights; load that model "
-                             f"(load_bundle({self.model_id!r})) or invert the image again with "
-                             "this bundle")
-        channels, dim = bundle.unet.config.in_channels, bundle.text_encoder.config.hidden_size
-        if self.latents.shape[2] != channels or self.null_embeddings.shape[-1] != dim:
-            raise ValueError(f"inversion: its latents have {self.latents.shape[2]} channels and "
-                             f"its embeddings {self.null_embeddings.shape[-1]} dims, the bundle "
-                             f"wants {channels} and {dim}; invert the image again with this bundle")
+        _check_inversion(self, bundle)
         return self
+
+# %% ../nbs/04_inversion.ipynb #3e20b88d
+def _check_inversion(inversion: Inversion, bundle: Bundle):
+    "`Inversion.check`'s errors: another model's weights, latents or embeddings of other sizes"
+    made_with = inversion.fingerprint  # by content; by name for inversions made without one
+    other = (not same_model(made_with, model_fingerprint(bundle)) if made_with
+             else inversion.model_id != bundle.model_id)
+    if other:
+        raise ValueError(f"inversion: it was made with the model {inversion.model_id!r} but the "
+                         f"bundle is {bundle.model_id!r}, with other weights; load that model "
+                         f"(load_bundle({inversion.model_id!r})) or invert the image again with "
+                         "this bundle")
+    channels, dim = bundle.unet.config.in_channels, bundle.text_encoder.config.hidden_size
+    latent_channels, embedding_dim = inversion.latents.shape[2], inversion.null_embeddings.shape[-1]
+    if (latent_channels, embedding_dim) != (channels, dim):
+        raise ValueError(f"inversion: its latents have {latent_channels} channels and its "
+                         f"embeddings {embedding_dim} dims, the bundle wants {channels} and {dim}; "
+                         "invert the image again with this bundle")
 
 # %% ../nbs/04_inversion.ipynb #18cd18e6
 def word_embeddings(bundle: Bundle, prompt: str) -> torch.Tensor:
@@ -396,8 +407,8 @@ def sample(bundle: Bundle, inversion: Inversion, prompts: list[str] | None = Non
         null = inversion.null_embeddings[i].to(device, dtype).expand(n, -1, -1)
         noise = bundle.predict_noise(torch.cat([latents, latents]), t, torch.cat([null, step_cond]))
         noise_uncond, noise_cond = noise.chunk(2)
-        latents = scheduler.step(guided_noise(noise_uncond, noise_cond, inversion.guidance_scale),
-                                 t, latents).prev_sample
+        latents = guided_step(scheduler, t, latents, noise_uncond, noise_cond,
+                              inversion.guidance_scale)
         # Direct Inversion: the source row back onto the inverted path
         if inversion.corrections is not None:
             rows = 1 if corrected == "source" else n
@@ -447,15 +458,9 @@ def encode_image(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tenso
 # what `invert(method=...)` does after DDIM inversion
 INVERSION_METHODS = ("nti", "ddim", "npi", "direct")
 
-# %% ../nbs/04_inversion.ipynb #91ddb9ac
-def invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [-1, 1]
-           prompt: str,  # describes the image; braces mark the words DPL will learn
-           num_steps: int = 50, guidance_scale: float = 7.5,
-           method: str = "nti",  # "nti" (null-text), "ddim" (empty-prompt nulls), "npi" or "direct"
-           nti: NTIConfig | str = "canonical",  # NTI settings, or a preset: "canonical" or "dpl"
-           generator: torch.Generator | int | None = None,  # VAE posterior sample; None: its mean
-           progress: bool = True) -> Inversion:
-    "Invert `image` under `prompt`: DDIM inversion, then (by default) null-text inversion"
+# %% ../nbs/04_inversion.ipynb #1dc88089
+def _check_invert_args(bundle: Bundle, prompt: str, method: str, guidance_scale: float):
+    "`invert`'s errors for a method it does not know, a guidance NTI cannot use, or an empty prompt"
     if method not in INVERSION_METHODS:
         raise ValueError(f"method must be one of {INVERSION_METHODS}, got {method!r}")
     if method == "nti" and not guidance_scale > 1:
@@ -466,6 +471,17 @@ def invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [
         raise ValueError("prompt is empty: describe the image, as in 'a {cat} and a {dog}' (braces "
                          f"mark the words to learn or edit), got {prompt!r}")
     parse_prompt(prompt, bundle.tokenizer)
+
+# %% ../nbs/04_inversion.ipynb #91ddb9ac
+def invert(bundle: Bundle, image,  # path, PIL image or (1, 3, H, W) tensor in [-1, 1]
+           prompt: str,  # describes the image; braces mark the words DPL will learn
+           num_steps: int = 50, guidance_scale: float = 7.5,
+           method: str = "nti",  # "nti" (null-text), "ddim" (empty-prompt nulls), "npi" or "direct"
+           nti: NTIConfig | str = "canonical",  # NTI settings, or a preset: "canonical" or "dpl"
+           generator: torch.Generator | int | None = None,  # VAE posterior sample; None: its mean
+           progress: bool = True) -> Inversion:
+    "Invert `image` under `prompt`: DDIM inversion, then (by default) null-text inversion"
+    _check_invert_args(bundle, prompt, method, guidance_scale)
     config = nti_config(nti)
     check_num_steps(num_steps, bundle.scheduler)
     bundle = sized_bundle(bundle, image)
@@ -505,8 +521,7 @@ def direct_corrections(bundle: Bundle,
                                disable=not progress, leave=False)):
         noise_uncond, noise_cond = bundle.predict_noise(torch.cat([latent, latent]), t,
                                                         torch.cat([null, cond])).chunk(2)
-        stepped = scheduler.step(guided_noise(noise_uncond, noise_cond, guidance_scale), t,
-                                 latent).prev_sample
+        stepped = guided_step(scheduler, t, latent, noise_uncond, noise_cond, guidance_scale)
         gaps.append(trajectory[num_steps - 1 - i].to(stepped) - stepped)
         # as the sampler will compute it, so sampling retraces this path exactly
         latent = stepped + gaps[-1]

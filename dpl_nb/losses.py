@@ -229,36 +229,39 @@ class LossConfig:
     at_region: str = "all"  # L_at's peaks on "all" pixels (reference) or "objects" (off background)
     anchor: bool = False  # L_bg counts attention on other words' regions (leak_masks); optional
 
-    def __post_init__(self):
-        def number(name):
-            value = getattr(self, name)
-            if (isinstance(value, bool) or not isinstance(value, (int, float))
-                    or not math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-            return value
-        for name in ("lambda_at", "lambda_bg", "lambda_dj", "beta_at", "beta_bg", "beta_dj"):
-            if number(name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0 turns it off), "
-                                 f"got {getattr(self, name)!r}")
-        for name in ("alpha_at", "alpha_bg", "alpha_dj", "scale"):
-            if not number(name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if (isinstance(self.bg_start, bool) or not isinstance(self.bg_start, int)
-                or self.bg_start < 0):
-            raise ValueError(f"bg_start must be a step index >= 0, got {self.bg_start!r}")
-        if self.reduction not in ("max", "mean"):
-            raise ValueError(f"reduction must be 'max' or 'mean', got {self.reduction!r}")
-        if not isinstance(self.anchor, bool):
-            raise ValueError(f"anchor must be True or False, got {self.anchor!r}")
-        if self.at_region not in ("all", "objects"):
-            raise ValueError(f"at_region must be 'all' (the reference) or 'objects', "
-                             f"got {self.at_region!r}")
+    def __post_init__(self): _check_loss_config(self)
 
     def thresholds(self, step: int) -> dict[str, float]:
         "The thresholds of step `step` for `LossValues.below`: keys 'at', 'bg', 'dj'"
         return {"at": threshold(step, self.alpha_at, self.beta_at),
                 "bg": threshold(step, self.alpha_bg, self.beta_bg, self.bg_start),
                 "dj": threshold(step, self.alpha_dj, self.beta_dj)}
+
+# %% ../nbs/07_losses.ipynb #1f1f92ac
+def _check_loss_config(config: LossConfig):
+    "A clear error for any field of `config` out of its range or of the wrong type"
+    def number(name):
+        value = getattr(config, name)
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value)):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        return value
+    for name in ("lambda_at", "lambda_bg", "lambda_dj", "beta_at", "beta_bg", "beta_dj"):
+        if number(name) < 0:
+            raise ValueError(f"{name} must be >= 0 (0 turns it off), got {getattr(config, name)!r}")
+    for name in ("alpha_at", "alpha_bg", "alpha_dj", "scale"):
+        if not number(name) > 0:
+            raise ValueError(f"{name} must be > 0, got {getattr(config, name)!r}")
+    start = config.bg_start
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise ValueError(f"bg_start must be a step index >= 0, got {start!r}")
+    if config.reduction not in ("max", "mean"):
+        raise ValueError(f"reduction must be 'max' or 'mean', got {config.reduction!r}")
+    if not isinstance(config.anchor, bool):
+        raise ValueError(f"anchor must be True or False, got {config.anchor!r}")
+    if config.at_region not in ("all", "objects"):
+        raise ValueError(f"at_region must be 'all' (the reference) or 'objects', "
+                         f"got {config.at_region!r}")
 
 # %% ../nbs/07_losses.ipynb #c1f9f0b6
 @dataclass(repr=False)

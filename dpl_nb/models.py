@@ -103,8 +103,7 @@ class Bundle(_Sizes):
         "Move every model to `device` / `dtype` (in place) and return the bundle"
         kwargs = {k: v for k, v in dict(device=device, dtype=dtype).items() if v is not None}
         verbosity = diffusers_logging.get_verbosity()
-        # diffusers' notice "modules to keep in float32: []" names none here
-        diffusers_logging.set_verbosity_error()
+        diffusers_logging.set_verbosity_error()  # its notice "modules to keep in float32: []"
         try:
             for m in (self.unet, self.text_encoder, self.vae):
                 if m is not None and kwargs: m.to(**kwargs)

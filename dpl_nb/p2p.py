@@ -306,6 +306,16 @@ def _local_blend(tokenizer, source, targets, store, resolution, num_steps, words
     positions += [_positions(tokenizer, t, words[1], "blend_words") for t in targets]
     return LocalBlend(store, positions, resolution, threshold, start)
 
+# %% ../nbs/05_p2p.ipynb #bce05d26
+def _target_prompts(tokenizer, target_prompt: str | Sequence[str]) -> list[str]:
+    "The target prompts as a list, at least one, each short enough for the text encoder"
+    targets = [target_prompt] if isinstance(target_prompt, str) else list(target_prompt)
+    if not targets:
+        raise ValueError("target_prompt: give at least one target prompt")
+    for target in targets:
+        check_length(tokenizer, parse_prompt(target).text)
+    return targets
+
 # %% ../nbs/05_p2p.ipynb #96f6edb7
 def edit(bundle: Bundle, inversion: Inversion, target_prompt: str | Sequence[str],
          mode: str = "auto",  # "replace" (word swap), "refine" (words added/removed) or "auto"
@@ -322,17 +332,11 @@ def edit(bundle: Bundle, inversion: Inversion, target_prompt: str | Sequence[str
     "Prompt-to-Prompt edit of an inverted image: the source row reconstructs it, each target edits"
     inversion.check(bundle)
     tokenizer, num_steps = bundle.tokenizer, inversion.num_steps
-    targets = [target_prompt] if isinstance(target_prompt, str) else list(target_prompt)
-    if not targets:
-        raise ValueError("target_prompt: give at least one target prompt")
-    for target in targets:
-        check_length(tokenizer, parse_prompt(target).text)
-    source = inversion.prompt
+    targets, source = _target_prompts(tokenizer, target_prompt), inversion.prompt
     cross_edit = cross_edit_for(tokenizer, source, targets, mode, reweight)
     alpha = cross_replace_alpha(tokenizer, targets, num_steps, cross_replace_steps)
     self_window = step_window(self_replace_steps, num_steps, "self_replace_steps")
-    # read at the inversion's size (chapter 4)
-    bundle = bundle.at_latent_size(inversion.latents.shape[-1])
+    bundle = bundle.at_latent_size(inversion.latents.shape[-1])  # the inversion's size (chapter 4)
     latent_size, resolution = bundle.latent_size, bundle.attn_res
     self_layers = _self_layers(bundle, latent_size, resolution, self_resolutions)
     read = select_layers(bundle.unet, resolution, "cross", latent_size)

@@ -260,7 +260,7 @@ def _earlier_weights(init: str) -> tuple[dict, list, list]:
                             "checkpoint.pt or a toy model folder (a snapshot, or one written by "
                             "ship_toy_model)")
 
-
+# %% ../nbs/09b_toymodel.ipynb #564a44b4
 def _warm_start(config: ToyTrainConfig, params: list, device: str) -> tuple[EMAModel, list]:
     "Load `config.init`'s EMA weights into `params`; a new EMA of them, and their lineage"
     earlier, shadow, lineage = _earlier_weights(config.init)
@@ -365,6 +365,17 @@ def _training_step(run: _Training, config: ToyTrainConfig, step: int, batch, alp
     run.optimizer.step(); run.lr_scheduler.step(); run.ema.step(run.params)
     return loss.item(), prior
 
+# %% ../nbs/09b_toymodel.ipynb #50781957
+def _snapshot(run, config: ToyTrainConfig, models, tokenizer, folder: Path, done: int):
+    "Save the EMA weights after `done` steps as a toy model folder, with the run's lineage"
+    ema_unet, ema_text = models()  # a frozen text encoder: this seeded init, as in training
+    run.ema.copy_to(list(ema_unet.parameters())
+                    + ([] if config.text_encoder == "frozen" else list(ema_text.parameters())))
+    save_toy_model(folder, ema_unet, ema_text, tokenizer,
+                   {"step": done, "config": asdict(config),
+                    "lineage": run.lineage + [{"step": done, "config": asdict(config)}]},
+                   config.world)
+
 # %% ../nbs/09b_toymodel.ipynb #5318e020
 def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: str | None = None,
                     stop_at: int | None = None, progress: bool = True,
@@ -399,13 +410,7 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
                 f.write(json.dumps(_log_row(done, rows, run.lr_scheduler.get_last_lr()[0])) + "\n")
             rows = []
         if done % config.snapshot_every == 0 or done == config.steps:
-            ema_unet, ema_text = models()  # a frozen text encoder: this seeded init, as in training
-            run.ema.copy_to(list(ema_unet.parameters())
-                            + ([] if config.text_encoder == "frozen" else list(ema_text.parameters())))
-            save_toy_model(run_dir / "snapshots" / f"step_{done:06d}", ema_unet, ema_text, tokenizer,
-                           {"step": done, "config": asdict(config),
-                            "lineage": run.lineage + [{"step": done, "config": asdict(config)}]},
-                           config.world)
+            _snapshot(run, config, models, tokenizer, run_dir / "snapshots" / f"step_{done:06d}", done)
         if done % config.checkpoint_every == 0 or done == end:
             _atomic_torch_save(run.checkpoint(done, config), checkpoint)
     return run_dir
