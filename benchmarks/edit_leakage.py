@@ -13,7 +13,8 @@ IoU of the reconstruction's step-averaged maps at threshold 0.3 and the best of 
 (each noun's share of its map on each object and the background) with `maps_swapped` (a noun whose map lies more on
 another object than on its own), and the UNet evaluations of the inversion. The means go under `distractor` and
 `ordinary`, each keyed by method. `--methods` runs a subset (e.g. `nti,dpl_lean` to compare candidate models on a held-out seed before choosing one),
-and may add `dpl_anchor` (lean with the anchored leakage of chapter 7, not the paper's).
+and may add `dpl_anchor` (lean with the anchored leakage of chapter 7, not the paper's) and `direct` (Direct
+Inversion + P2P without DPL: the baseline to set beside a `dpl` column run with `--dpl-set inversion=direct`).
 
 `--self-replace` and `--blend-threshold` change P2P's settings for every method, and `--dpl-set KEY=VALUE` a
 DPLConfig or LossConfig field of the `dpl` column's preset (e.g. `--preset toy --dpl-set anchor=true --dpl-set
@@ -60,7 +61,8 @@ from dpl_nb.toymodel import bundle_world
 RESULTS = Path(__file__).parent / "results"
 METRICS = ("success", "in_place", "distractor_kept", "bg_psnr", "iou03", "iou_best", "maps_swapped", "unet_evals")
 METHODS = ("nti", "dpl", "dpl_lean")
-EXTRA_METHODS = ("dpl_anchor",)  # only when --methods names it: lean with LossConfig.anchor (not the paper's)
+EXTRA_METHODS = ("dpl_anchor", "direct")  # only when --methods names them: lean with LossConfig.anchor (not the
+# paper's); Direct Inversion + P2P, no DPL: the baseline of a `dpl` column that runs on `--dpl-set inversion=direct`
 
 
 def chosen_scenes(world: str, seed: int, distractor: int, ordinary: int) -> list[tuple[int, object]]:
@@ -111,11 +113,12 @@ def dpl_settings(preset: str, settings: list[str]):
 
 def method_record(bundle, judge, scene, config, steps: int, self_replace: float = 0.4,
                   blend_threshold: float = 0.3) -> dict:
-    "Invert `scene` (NTI when `config` is None, else DPL with that DPLConfig or preset), swap its first noun, judge and score the edit"
+    """Invert `scene` (NTI when `config` is None, Direct Inversion when 'direct', else DPL with that DPLConfig or
+    preset), swap its first noun, judge and score the edit"""
     old, new, target = swap_target(scene)
     start = time.perf_counter()
-    if config is None:
-        inversion = invert(bundle, scene.pil, scene.braced, num_steps=steps, progress=False)
+    if config is None or config == "direct":
+        inversion = invert(bundle, scene.pil, scene.braced, num_steps=steps, method=config or "nti", progress=False)
     else:
         inversion = dpl_invert(bundle, scene.pil, scene.braced, config, num_steps=steps, progress=False)
     seconds = time.perf_counter() - start
@@ -137,7 +140,7 @@ def method_record(bundle, judge, scene, config, steps: int, self_replace: float 
                 maps_swapped=bool(any(row[:len(scene.objects)].argmax() != i for i, row in enumerate(mass))),
                 blend_cover=blend_cover(result.mask, scene.masks),
                 unet_evals=inversion.cost.total, edit_unet_evals=result.cost.total, seconds=seconds,
-                token_updates=sum(inversion.trace["token_updates"]) if config is not None else 0,
+                token_updates=sum(inversion.trace["token_updates"]) if inversion.method == "dpl" else 0,
                 edited_png=_png(result.edited))
 
 
@@ -150,7 +153,7 @@ def _record(job) -> dict:
     record = dict(scene=index, distractor=bool(is_distractor(scene)), prompt=scene.braced, target=target,
                   steps=args["steps"], settings=args["settings"], machine=f"{platform.machine()}, {os.cpu_count()} CPUs", torch=torch.__version__)
     for key, preset in (("nti", None), ("dpl", dpl_settings(args["preset"], args["dpl_set"])), ("dpl_lean", "lean"),
-                        ("dpl_anchor", with_options("lean", anchor=True))):
+                        ("dpl_anchor", with_options("lean", anchor=True)), ("direct", "direct")):
         if key not in args["methods"]:
             continue
         torch.manual_seed(0)

@@ -253,19 +253,6 @@ class Inversion:
         "z*_T, where sampling starts"
         return self.latents[-1]
 
-    def __repr__(self) -> str:
-        tokens = ("" if self.token_embeddings is None
-                  else f", tokens={tuple(self.token_embeddings.shape)}")
-        return (f"Inversion(method={self.method!r}, prompt={self.prompt!r}, "
-                f"model_id={self.model_id!r}, steps={self.num_steps}, "
-                f"guidance_scale={self.guidance_scale}, latents={tuple(self.latents.shape)}"
-                f"{tokens}, cost={self.cost})")
-
-    def check(self, bundle: Bundle) -> Inversion:
-        "Raise a clear error if this inversion cannot be used with `bundle`; return it otherwise"
-        _check_inversion(self, bundle)
-        return self
-
 # %% ../nbs/04_inversion.ipynb #3e20b88d
 def _check_inversion(inversion: Inversion, bundle: Bundle):
     "`Inversion.check`'s errors: another model's weights, latents or embeddings of other sizes"
@@ -283,6 +270,25 @@ def _check_inversion(inversion: Inversion, bundle: Bundle):
         raise ValueError(f"inversion: its latents have {latent_channels} channels and its "
                          f"embeddings {embedding_dim} dims, the bundle wants {channels} and {dim}; "
                          "invert the image again with this bundle")
+
+
+def _repr(self: Inversion) -> str:
+    "One line: method, prompt, model, steps, guidance, shapes and cost"
+    tokens = ("" if self.token_embeddings is None
+              else f", tokens={tuple(self.token_embeddings.shape)}")
+    return (f"Inversion(method={self.method!r}, prompt={self.prompt!r}, "
+            f"model_id={self.model_id!r}, steps={self.num_steps}, "
+            f"guidance_scale={self.guidance_scale}, latents={tuple(self.latents.shape)}"
+            f"{tokens}, cost={self.cost})")
+
+
+def _check(self: Inversion, bundle: Bundle) -> Inversion:
+    "Raise a clear error if this inversion cannot be used with `bundle`; return it otherwise"
+    _check_inversion(self, bundle)
+    return self
+
+
+Inversion.__repr__, Inversion.check = _repr, _check
 
 # %% ../nbs/04_inversion.ipynb #18cd18e6
 def word_embeddings(bundle: Bundle, prompt: str) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Can the toy model make the paper's edit in place when the blend mask is right? P2P swaps with exact blend regions.
 
-For edit_leakage's scenes of a held-out ToyMO-Set (the first N look-alike and M ordinary ones), invert (NTI, or DPL
-with `--inversion dpl`, edit_leakage's `--preset` and `--dpl-set`), then make edit_leakage's swap of the first braced
+For edit_leakage's scenes of a held-out ToyMO-Set (the first N look-alike and M ordinary ones), invert (NTI; Direct
+Inversion with `--inversion direct`: the empty prompt's nulls for every row and the source row's gaps added back; or
+DPL with `--inversion dpl`, edit_leakage's `--preset` and `--dpl-set`), then make edit_leakage's swap of the first braced
 noun with `p2p.edit(..., blend_region=...)` instead of the word-map blend, for each region asked:
 - `true+G`: the object's true mask grown by G pixels (`--grow`);
 - `p2p`: the mask P2P's local blend makes from *exact* word maps: the object's true mask, pooled to the maps'
@@ -14,7 +15,7 @@ edits hold with `true+0` and not with `p2p`, the model redraws the object's outl
 with `p2p` and not with the word maps, the maps are what fail.
 
     python tools/oracle_blend.py MODEL_DIR [--judge DIR] [--seed 5] [--distractor 8] [--ordinary 4]
-        [--regions true+0,p2p] [--self-replace 0.4[,0.8]] [--inversion nti|dpl] [--preset toy] [--dpl-set K=V]...
+        [--regions true+0,p2p] [--self-replace 0.4[,0.8]] [--inversion nti|direct|dpl] [--preset toy] [--dpl-set K=V]...
         [--workers 2] [--out FILE.json] [--images DIR]
 """
 import argparse
@@ -62,10 +63,11 @@ def region_for(name: str, mask: np.ndarray, resolution: int, threshold: float) -
 
 def scene_records(bundle, judge, index: int, scene, config, regions, self_replace, threshold: float,
                   images: Path | None) -> list[dict]:
-    "One inversion of `scene` (NTI when `config` is None, else DPL), then the swap with each region and injection"
+    "One inversion of `scene` (NTI or Direct Inversion when `config` is that name, else DPL), then the swaps"
     _, new, target = swap_target(scene)
     torch.manual_seed(0)
-    inversion = (invert(bundle, scene.pil, scene.braced, num_steps=50, progress=False) if config is None else
+    inversion = (invert(bundle, scene.pil, scene.braced, num_steps=50, method=config, progress=False)
+                 if isinstance(config, str) else
                  dpl_invert(bundle, scene.pil, scene.braced, config, num_steps=50, progress=False))
     rows = []
     for name in regions:
@@ -91,7 +93,7 @@ def _scene_job(job) -> list[dict]:
     "One scene's records in a worker process (model, judge and scenes loaded once per process)"
     index, a = job
     state = worker_state(a["model"], a["judge"], a["seed"])
-    config = None if a["inversion"] == "nti" else dpl_settings(a["preset"], a["dpl_set"])
+    config = dpl_settings(a["preset"], a["dpl_set"]) if a["inversion"] == "dpl" else a["inversion"]
     return scene_records(state["bundle"], state["judge"], index, state["scenes"][index], config, a["regions"],
                          a["self_replace"], a["threshold"], a["images"])
 
@@ -120,7 +122,7 @@ def main():
     parser.add_argument("--grow", default=None, help="(older spelling) comma-separated G of true+G regions")
     parser.add_argument("--self-replace", default="0.4", help="comma-separated P2P self_replace_steps")
     parser.add_argument("--blend-threshold", type=float, default=0.3, help="P2P's threshold, for the p2p region")
-    parser.add_argument("--inversion", choices=("nti", "dpl"), default="nti")
+    parser.add_argument("--inversion", choices=("nti", "direct", "dpl"), default="nti")
     parser.add_argument("--preset", default="toy", help="DPL preset of --inversion dpl")
     parser.add_argument("--dpl-set", action="append", default=[], metavar="KEY=VALUE",
                         help="a DPLConfig or LossConfig field of --inversion dpl (repeatable)")
@@ -154,7 +156,7 @@ def main():
     if args.out:
         write_result(dict(model=args.model, seed=args.seed, distractor=args.distractor, ordinary=args.ordinary,
                           steps=50, inversion=args.inversion,
-                          dpl=None if args.inversion == "nti" else dict(preset=args.preset,
+                          dpl=None if args.inversion != "dpl" else dict(preset=args.preset,
                                                                         dpl_set=sorted(args.dpl_set)),
                           blend_threshold=args.blend_threshold, means=means, scenes=rows), args.out)
 
