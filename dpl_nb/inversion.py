@@ -415,12 +415,12 @@ def sample(bundle: Bundle, inversion: Inversion, prompts: list[str] | None = Non
         noise_uncond, noise_cond = noise.chunk(2)
         latents = guided_step(scheduler, t, latents, noise_uncond, noise_cond,
                               inversion.guidance_scale)
-        # Direct Inversion: the source row back onto the inverted path
+        # Direct Inversion: the source row back onto the inverted path, by its gap taken
+        # afresh (d_i in exact arithmetic), so that no rounding can grow from step to step
         if inversion.corrections is not None:
+            gap = inversion.latents[-2 - i].to(device, latents.dtype) - latents[:1]
             rows = 1 if corrected == "source" else n
-            latents = torch.cat([latents[:rows]
-                                 + inversion.corrections[i].to(device, latents.dtype),
-                                 latents[rows:]])
+            latents = torch.cat([latents[:rows] + gap, latents[rows:]])
         if after_step is not None:
             latents = after_step(i, latents)
     return latents
