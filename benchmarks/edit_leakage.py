@@ -112,7 +112,7 @@ def dpl_settings(preset: str, settings: list[str]):
 
 
 def method_record(bundle, judge, scene, config, steps: int, self_replace: float = 0.4,
-                  blend_threshold: float = 0.3) -> dict:
+                  blend_threshold: float = 0.3, cross_replace: float = 0.8) -> dict:
     """Invert `scene` (NTI when `config` is None, Direct Inversion when 'direct', else DPL with that DPLConfig or
     preset), swap its first noun, judge and score the edit"""
     old, new, target = swap_target(scene)
@@ -127,7 +127,8 @@ def method_record(bundle, judge, scene, config, steps: int, self_replace: float 
     sweep = word_ious(maps, positions, scene.masks, THRESHOLDS).mean(0)
     mass = map_mass(maps, positions, scene.masks)  # (nouns, objects + background)
     result = edit(bundle, inversion, target, blend_words=(old, new), progress=False,
-                  self_replace_steps=self_replace, blend_threshold=blend_threshold)
+                  self_replace_steps=self_replace, blend_threshold=blend_threshold,
+                  cross_replace_steps=cross_replace)
     coats = judge.outline_head is not None  # a coat world: an outline the caption never names
     success = bool(edit_success(judge, result.edited, scene, 0, new_shape=new, keep_colour=True))
     return dict(success=success,  # in place: a success whose outline stayed (judged again only after a success)
@@ -158,7 +159,8 @@ def _record(job) -> dict:
             continue
         torch.manual_seed(0)
         record[key] = method_record(state["bundle"], state["judge"], scene, preset, args["steps"],
-                                    args["self_replace"], args["blend_threshold"])
+                                    args["self_replace"], args["blend_threshold"],
+                                    args["cross_replace"])
     return record
 
 
@@ -221,6 +223,8 @@ def main():
                         help="change a DPLConfig or LossConfig field of the `dpl` column's preset, e.g. lr=0.01 or "
                              "anchor=true; repeatable (a calibration on held-out scenes, not the benchmark's)")
     parser.add_argument("--self-replace", type=float, default=0.4, help="P2P's self_replace_steps, every method")
+    parser.add_argument("--cross-replace", type=float, default=0.8,
+                        help="P2P's cross_replace_steps (the swapped word's maps are the source's), every method")
     parser.add_argument("--blend-threshold", type=float, default=0.3, help="P2P's local-blend threshold, every method")
     args = parser.parse_args()
     methods = tuple(m for m in known if m in args.methods.split(","))
@@ -240,10 +244,11 @@ def main():
     if stale:
         raise SystemExit(f"{records_path} holds records made with {sorted(stale)} steps; move it away or use --steps")
     dpl_settings(args.preset, args.dpl_set)  # a bad --dpl-set fails before any scene runs
-    if not (0 <= args.self_replace <= 1 and 0 <= args.blend_threshold < 1):
-        raise SystemExit("--self-replace takes a fraction of the steps in [0, 1] and --blend-threshold one in [0, 1)")
+    if not (0 <= args.self_replace <= 1 and 0 <= args.cross_replace <= 1 and 0 <= args.blend_threshold < 1):
+        raise SystemExit("--self-replace and --cross-replace take a fraction of the steps in [0, 1] and "
+                         "--blend-threshold one in [0, 1)")
     settings = dict(preset=args.preset, dpl_set=sorted(args.dpl_set), self_replace=args.self_replace,
-                    blend_threshold=args.blend_threshold)
+                    blend_threshold=args.blend_threshold, cross_replace=args.cross_replace)
     other = [r["scene"] for r in done.values() if r.get("settings", settings) != settings]
     if other:
         raise SystemExit(f"{records_path} holds records made with other settings (scenes {other[:5]}); "
@@ -253,6 +258,7 @@ def main():
         raise SystemExit(f"{records_path} holds records without {sorted(missing)}; move it away or use --methods")
     job_args = dict(model=args.model, judge=judge, seed=args.seed, preset=args.preset, steps=args.steps, methods=methods,
                     dpl_set=args.dpl_set, self_replace=args.self_replace, blend_threshold=args.blend_threshold,
+                    cross_replace=args.cross_replace,
                     settings=settings)
     todo = [(i, job_args) for i, _ in chosen if i not in done]
     print(f"{world} world, seed {args.seed}: {len(chosen)} scenes, {len(todo)} to run", flush=True)
@@ -272,7 +278,7 @@ def main():
     records = [done[i] for i, _ in chosen]
     scenes = dict(chosen)
     result = {"benchmark": "edit_leakage", "model": args.model, "world": world, "seed": args.seed, "preset": args.preset,
-              "dpl_set": sorted(args.dpl_set), "self_replace_steps": args.self_replace,
+              "dpl_set": sorted(args.dpl_set), "self_replace_steps": args.self_replace, "cross_replace_steps": args.cross_replace,
               "blend_threshold": args.blend_threshold,
               "steps": args.steps, "guidance_scale": 7.5, "n_scenes": len(records),
               "methods": list(methods), "distractor": means([r for r in records if r["distractor"]], methods),

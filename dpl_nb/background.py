@@ -24,7 +24,7 @@ from .prompts import encode_prompts, parse_prompt
 
 # %% auto #0
 __all__ = ['self_resolution', 'AttentionStatistics', 'attention_statistics', 'pca_image', 'attention_features', 'BackgroundMasks',
-           'background_masks', 'find_background', 'show_background', 'anchor_regions']
+           'background_masks', 'find_background', 'show_background', 'grow_labels', 'anchor_regions']
 
 # %% ../nbs/06_background.ipynb #066289f3
 def self_resolution(bundle: Bundle) -> int:
@@ -329,24 +329,42 @@ def show_background(image,  # PIL image
     fig.tight_layout()
     return fig
 
+# %% ../nbs/06_background.ipynb #643c6576
+def grow_labels(labels: np.ndarray,  # (H, W) int: a label >= 0 per seed pixel, -1 elsewhere
+                inside: np.ndarray,  # (H, W) bool: where labels may spread
+                ) -> np.ndarray:
+    "`labels` spread over `inside` one ring of 4-neighbours at a time: each pixel takes its nearest seed's label"
+    labels, inside = np.array(labels), np.asarray(inside, bool)
+    while True:
+        padded = np.pad(np.where(labels >= 0, labels, np.iinfo(np.int64).max), 1,
+                        constant_values=np.iinfo(np.int64).max)
+        nearest = np.minimum.reduce([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2],
+                                     padded[1:-1, 2:]])  # a tie goes to the lower label
+        reached = inside & (labels < 0) & (nearest < np.iinfo(np.int64).max)
+        if not reached.any():
+            return labels
+        labels[reached] = nearest[reached]
+
 # %% ../nbs/06_background.ipynb #52031ddd
 def anchor_regions(masks: BackgroundMasks,  # background_masks' clusters and labels
                    cross: torch.Tensor,  # (r, r, tokens) mean cross maps, as for background_masks
                    nouns: dict[str, Sequence[int]],  # background_masks' word -> positions
                    ) -> dict[str, torch.Tensor]:
-    "Each word's region `(r, r)`: a connected piece of a word cluster, words and pieces one to one"
+    "Each word's region `(r, r)`: a piece of a word cluster (one to one), grown over the word clusters"
     from scipy.ndimage import label as connected_pieces
     from scipy.optimize import linear_sum_assignment
     s, r, words = masks.clusters.shape[-1], masks.background.shape[-1], list(nouns)
     maps = _word_maps(cross, nouns, s)
+    foreground = np.isin(masks.clusters.numpy(), [c for c, l in enumerate(masks.labels) if l != "BG"])
     pieces = []
     for c, label in enumerate(masks.labels):
         if label != "BG":
             found, n = connected_pieces((masks.clusters == c).numpy())
-            pieces += [torch.from_numpy(found == i) for i in range(1, n + 1)]
-    regions = {w: torch.zeros(r, r, dtype=torch.bool) for w in words}
+            pieces += [found == i for i in range(1, n + 1)]
+    seeds = np.full((s, s), -1)
     if pieces:
-        mass = torch.stack(pieces).flatten(1).float() @ maps.flatten(1).T  # (pieces, words)
-        for p, k in zip(*linear_sum_assignment(mass.numpy(), maximize=True)):
-            regions[words[k]] = _to_loss_resolution(pieces[p], r)
-    return regions
+        mass = torch.from_numpy(np.stack(pieces).reshape(len(pieces), -1)).float() @ maps.flatten(1).T
+        for p, k in zip(*linear_sum_assignment(mass.numpy(), maximize=True)):  # pieces x words
+            seeds[pieces[p]] = k
+    grown = grow_labels(seeds, foreground)
+    return {w: _to_loss_resolution(torch.from_numpy(grown == k), r) for k, w in enumerate(words)}
