@@ -142,9 +142,10 @@ def main():
                         help="lean (default), paper, or toy (lean with the toy model's calibrated background threshold)")
     parser.add_argument("--losses", default="at,bg,dj", help="the DPL losses kept, comma-separated (ablation)")
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--at-region", choices=("all", "objects"), default="all", help="where L_at takes its peaks")
-    parser.add_argument("--word-gradients", choices=("shared", "own"), default="shared",
-                        help="whose gradients reach a dynamic token")
+    parser.add_argument("--at-region", choices=("all", "objects"), default=None,
+                        help="where L_at takes its peaks (default: the preset's)")
+    parser.add_argument("--word-gradients", choices=("shared", "own"), default=None,
+                        help="whose gradients reach a dynamic token (default: the preset's)")
     parser.add_argument("--reverse-nouns", action="store_true", help="name each scene's objects in the opposite order")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--workers", type=int, default=1, help="processes, each running whole scenes")
@@ -181,7 +182,7 @@ def main():
     groups = {"distractor": [c for c in cases if c["distractor"]], "ordinary": [c for c in cases if not c["distractor"]]}
     result = {
         "benchmark": "dpl_vs_nti", "preset": args.preset, "losses": list(losses), "reverse_nouns": args.reverse_nouns,
-        "at_region": args.at_region, "word_gradients": args.word_gradients,
+        "at_region": config.losses.at_region, "word_gradients": config.word_gradients,
         "tau_start": {k: getattr(config.losses, f"beta_{k}") for k in ("at", "bg", "dj")},
         "scenes": len(cases),
         "distractor_scenes": len(groups["distractor"]), "steps": args.steps, "guidance_scale": 7.5,

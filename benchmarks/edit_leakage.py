@@ -4,8 +4,9 @@ The paper's promise, measured: with DPL's maps, Prompt-to-Prompt changes the obj
 Scenes: the 40 look-alike scenes of ToyMO-Set (same colour or a similar noun) and its first 20 ordinary ones, of the
 world the model knows (`toymodel.bundle_world`: v1 shapes or v2 coats). Each scene is inverted at 50 steps (guidance
 7.5) by canonical null-text inversion (`nti`), by DPL with --preset (`dpl`, default `toy`) and by DPL-`lean`
-(`dpl_lean`); each inversion is edited by swapping the first object's braced noun (`swap_target`) with P2P's
-defaults and a local blend on the swapped words. Per method and scene: `success` (the judge sees the new noun and
+(`dpl_lean`), and by Direct Inversion (`direct`, the `toy` preset's inversion without DPL); each inversion is
+edited by swapping the first object's braced noun (`swap_target`) with P2P (cross-attention injected for 80 % of the
+steps, self-attention for 50 %, as in google's null-text notebook) and a local blend on the swapped words. Per method and scene: `success` (the judge sees the new noun and
 the old colour where the object was), in the coat world `in_place` (a success that also kept the object's outline,
 which the caption never names: the swap made in place, as cat -> tiger keeps the cat's pose), `distractor_kept` (the judge sees the other object unchanged), `bg_psnr`
 (outside the edited object's mask grown by 1 px; null when identical there), `iou03` and `iou_best` (the mean noun
@@ -13,8 +14,7 @@ IoU of the reconstruction's step-averaged maps at threshold 0.3 and the best of 
 (each noun's share of its map on each object and the background) with `maps_swapped` (a noun whose map lies more on
 another object than on its own), and the UNet evaluations of the inversion. The means go under `distractor` and
 `ordinary`, each keyed by method. `--methods` runs a subset (e.g. `nti,dpl_lean` to compare candidate models on a held-out seed before choosing one),
-and may add `dpl_anchor` (lean with the anchored leakage of chapter 7, not the paper's) and `direct` (Direct
-Inversion + P2P without DPL: the baseline to set beside a `dpl` column run with `--dpl-set inversion=direct`).
+and may add `dpl_anchor` (lean with the anchored leakage of chapter 7, not the paper's).
 
 `--self-replace` and `--blend-threshold` change P2P's settings for every method, and `--dpl-set KEY=VALUE` a
 DPLConfig or LossConfig field of the `dpl` column's preset (e.g. `--preset toy --dpl-set anchor=true --dpl-set
@@ -28,8 +28,8 @@ scenes recorded. Writes benchmarks/results/edit_leakage.json (ToyMO-Set's seed 2
 
     python benchmarks/edit_leakage.py [--model toy|FOLDER] [--judge FOLDER] [--seed 2023] [--preset toy]
                                       [--distractor 40] [--ordinary 20] [--steps 50] [--workers N] [--out FILE]
-                                      [--methods nti,dpl,dpl_lean] [--dpl-set KEY=VALUE ...]
-                                      [--self-replace 0.4] [--blend-threshold 0.3]
+                                      [--methods nti,dpl,dpl_lean,direct] [--dpl-set KEY=VALUE ...]
+                                      [--self-replace 0.5] [--cross-replace 0.8] [--blend-threshold 0.3]
 """
 import argparse
 import base64
@@ -60,9 +60,9 @@ from dpl_nb.toymodel import bundle_world
 
 RESULTS = Path(__file__).parent / "results"
 METRICS = ("success", "in_place", "distractor_kept", "bg_psnr", "iou03", "iou_best", "maps_swapped", "unet_evals")
-METHODS = ("nti", "dpl", "dpl_lean")
-EXTRA_METHODS = ("dpl_anchor", "direct")  # only when --methods names them: lean with LossConfig.anchor (not the
-# paper's); Direct Inversion + P2P, no DPL: the baseline of a `dpl` column that runs on `--dpl-set inversion=direct`
+METHODS = ("nti", "dpl", "dpl_lean", "direct")  # direct: Direct Inversion + P2P, no DPL, the baseline of the `toy`
+# preset, which runs on Direct Inversion
+EXTRA_METHODS = ("dpl_anchor",)  # only when --methods names it: lean with LossConfig.anchor (not the paper's)
 
 
 def chosen_scenes(world: str, seed: int, distractor: int, ordinary: int) -> list[tuple[int, object]]:
@@ -222,7 +222,8 @@ def main():
     parser.add_argument("--dpl-set", action="append", default=[], metavar="KEY=VALUE",
                         help="change a DPLConfig or LossConfig field of the `dpl` column's preset, e.g. lr=0.01 or "
                              "anchor=true; repeatable (a calibration on held-out scenes, not the benchmark's)")
-    parser.add_argument("--self-replace", type=float, default=0.4, help="P2P's self_replace_steps, every method")
+    parser.add_argument("--self-replace", type=float, default=0.5,
+                        help="P2P's self_replace_steps, every method (0.5: google's null-text notebook's)")
     parser.add_argument("--cross-replace", type=float, default=0.8,
                         help="P2P's cross_replace_steps (the swapped word's maps are the source's), every method")
     parser.add_argument("--blend-threshold", type=float, default=0.3, help="P2P's local-blend threshold, every method")

@@ -2,7 +2,7 @@
 
 The first 20 ToyMO-Set scenes (8 distractor cases). Each scene is inverted at 50 steps with guidance 7.5, once by
 plain DDIM inversion and once by canonical null-text inversion; the NTI inversion is then edited by swapping the
-first object's shape (P2P defaults: cross 0.8, self 0.4) three ways: without a local blend, with P2P's local blend on
+first object's noun (P2P defaults: cross 0.8, self 0.4) three ways: without a local blend, with P2P's local blend on
 the swapped words' attention maps (threshold 0.3, from 20% of the steps), and with a local blend on the object's
 true mask (the best a word mask could do). Background PSNR is measured against the input outside the object's
 ToyMO-Set mask grown by 1 pixel. Writes benchmarks/results/nti_p2p.json (atomically).
@@ -93,7 +93,7 @@ def main():
             "recon_mse": "MSE between the guided (w=7.5) reconstruction and z0 = encode(image) (pixels in [-1, 1])",
             "nti_unet_evals": "UNet evaluations at batch 1 of the whole inversion (DDIM inversion + NTI), forward "
                               "and backward counted (UNetCounter); bound = T + T * (1 cond + 2 * 10 inner + 1 advance)",
-            "edit": "the first object's shape swapped for one neither in the scene nor similar (swap_target)",
+            "edit": "the first object's noun swapped for one neither in the scene nor similar (swap_target)",
             "edit_bg_psnr": "PSNR (dB) against the input outside the first object's mask grown by 1 px, P2P local "
                             "blend on the old and new words' maps (threshold 0.3, from 20% of the steps)",
             "edit_bg_psnr_no_blend": "the same edit and region without a local blend",

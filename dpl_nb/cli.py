@@ -344,7 +344,7 @@ _EXAMPLES = {
         "  dpl_nb demo --scene 2 --scene 7       # other scenes (ToyMO-Set indices)"),
     "invert": (
         "examples:\n"
-        '  dpl_nb invert scene.png --prompt "a red {circle} and a red {square}" '
+        '  dpl_nb invert scene.png --prompt "a red {tiger} and a red {zebra}" '
         "-o scene.safetensors\n"
         '  dpl_nb invert photo.jpg --prompt "a {cat} and a {dog}" '
         "--model CompVis/stable-diffusion-v1-4 \\\n"
@@ -353,8 +353,8 @@ _EXAMPLES = {
         "-o photo_nti.safetensors"),
     "edit": (
         "examples:\n"
-        '  dpl_nb edit scene.safetensors --target "a red {triangle} and a red {square}" '
-        "--blend circle -o triangle.png\n"
+        '  dpl_nb edit scene.safetensors --target "a red {leopard} and a red {zebra}" '
+        "--blend tiger -o leopard.png\n"
         '  dpl_nb edit photo.safetensors --target "a {tiger} and a {dog}" --blend cat '
         "--source-out recon.png -o tiger.png\n"
         '  dpl_nb edit photo.safetensors --target "a fluffy cat and a dog" --blend cat:fluffy '
@@ -419,17 +419,17 @@ def _invert_options(invert: argparse.ArgumentParser):
                              "(Direct Inversion) or ddim (default: dpl)")
     invert.add_argument("--preset", choices=PRESETS, default="lean",
                         help="DPL settings (default: lean; only for --method dpl)")
-    invert.add_argument("--at-region", choices=("all", "objects"), default="all",
+    invert.add_argument("--at-region", choices=("all", "objects"), default=None,
                         help="where attention balancing takes each word's peak: all pixels "
-                             "(default, the paper's) or objects (off the background mask; not the "
-                             "paper's, see chapter 7)")
-    invert.add_argument("--word-gradients", choices=("shared", "own"), default="shared",
-                        help="whose gradients reach a dynamic token: shared (default, the paper's) "
+                             "(the paper's) or objects (off the background mask; not the "
+                             "paper's, see chapter 7); default: the preset's")
+    invert.add_argument("--word-gradients", choices=("shared", "own"), default=None,
+                        help="whose gradients reach a dynamic token: shared (the paper's) "
                              "or own (each word's hidden states only; not the paper's, see "
-                             "chapter 8)")
-    invert.add_argument("--anchor", action="store_true",
+                             "chapter 8); default: the preset's")
+    invert.add_argument("--anchor", action="store_true", default=None,
                         help="count each word's attention on the other braced words' clusters as "
-                             "leakage (not the paper's, see chapter 7)")
+                             "leakage (not the paper's, see chapter 7; the toy preset has it)")
     invert.add_argument("--steps", type=_positive_int, default=50,
                         help="denoising steps (default: 50)")
     invert.add_argument("--guidance", type=float, default=7.5,
@@ -490,9 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Dynamic Prompt Learning (Wang et al., NeurIPS 2023) for "
                                  "text-based image editing.",
                      epilog="examples:\n  dpl_nb demo\n  dpl_nb invert scene.png --prompt \"a red "
-                            "{circle} and a red {square}\" -o scene.safetensors\n  dpl_nb edit "
-                            "scene.safetensors --target \"a red {triangle} and a red {square}\" "
-                            "--blend circle -o edit.png\n  dpl_nb show scene.safetensors -o "
+                            "{tiger} and a red {zebra}\" -o scene.safetensors\n  dpl_nb edit "
+                            "scene.safetensors --target \"a red {leopard} and a red {zebra}\" "
+                            "--blend tiger -o edit.png\n  dpl_nb show scene.safetensors -o "
                             "maps.png\n\nrun dpl_nb COMMAND --help for a command's options.")
     parser.add_argument("--version", action="version", version=f"dpl_nb {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -756,8 +756,7 @@ def _check_invert_options(args):
     if args.method != "ddim" and not args.guidance > 1:
         raise ValueError(f"--guidance must be > 1 for {args.method} (the null embeddings have no "
                          f"effect at 1), got {args.guidance}; 7.5 is what the papers use")
-    if args.method != "dpl" and ((args.at_region, args.word_gradients) != ("all", "shared")
-                                 or args.anchor):
+    if args.method != "dpl" and (args.at_region, args.word_gradients, args.anchor) != (None,) * 3:
         raise ValueError("--at-region, --word-gradients and --anchor are options of DPL; drop them "
                          f"or use --method dpl (got --method {args.method})")
     check_device(args.device)

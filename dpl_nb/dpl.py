@@ -23,9 +23,9 @@ from .models import Bundle, UNetCounter, model_fingerprint
 from .prompts import encode_prompts, parse_prompt
 
 # %% auto #0
-__all__ = ['TOY_BETA_BG', 'DPL_PRESETS', 'DPLConfig', 'dpl_config', 'with_options', 'dynamic_words', 'initial_tokens',
-           'check_background', 'encode_dynamic', 'TokenStep', 'token_step', 'cheap_step', 'stop_share', 'dpl_invert',
-           'sampled_maps']
+__all__ = ['TOY_BETA_BG', 'TOY_LAMBDA_BG', 'DPL_PRESETS', 'DPLConfig', 'dpl_config', 'with_options', 'dynamic_words',
+           'initial_tokens', 'check_background', 'encode_dynamic', 'TokenStep', 'token_step', 'cheap_step',
+           'stop_share', 'dpl_invert', 'sampled_maps']
 
 # %% ../nbs/08_dpl.ipynb #bd0db1cc
 @dataclass(frozen=True)
@@ -66,15 +66,18 @@ def _check_dpl_config(config: DPLConfig):
         raise ValueError(f"inversion must be 'nti', 'npi' or 'direct', got {config.inversion!r}")
 
 # %% ../nbs/08_dpl.ipynb #133117d8
-# tau_bg at step 0 for the toy model, calibrated on scenes outside ToyMO-Set (end of the chapter)
-TOY_BETA_BG = 0.05
+# the toy model's constants, chosen on scenes outside the benchmark's (end of the chapter):
+TOY_BETA_BG = 0.05  # tau_bg at step 0
+TOY_LAMBDA_BG = 2.0  # weight of L_bg: its leftover peaks on the other object must not reach P2P's blend
 
 DPL_PRESETS = {
     # the reference code's settings, then the same with its BPE-piece quirk
     "paper": DPLConfig(nti=NTI_PRESETS["dpl"], reuse_cond=False, truncate=False),
     "reference": DPLConfig(nti=NTI_PRESETS["dpl"], reuse_cond=False, truncate=False, init="piece"),
     "lean": DPLConfig(),  # same losses and thresholds, canonical NTI, the cond. prediction reused
-    "toy": DPLConfig(losses=LossConfig(beta_bg=TOY_BETA_BG)),  # lean, the toy's tau_bg
+    # the toy model's: its tau_bg and L_bg weight, anchored leakage, L_at off the background, Direct Inversion
+    "toy": DPLConfig(losses=LossConfig(beta_bg=TOY_BETA_BG, lambda_bg=TOY_LAMBDA_BG, anchor=True,
+                                       at_region="objects"), inversion="direct"),
     "fast": DPLConfig(inversion="npi"),  # lean on negative-prompt inversion: no null-text updates
 }
 
@@ -91,14 +94,17 @@ def dpl_config(config: DPLConfig | str = "lean") -> DPLConfig:
 
 
 def with_options(config: DPLConfig | str = "lean",  # a DPLConfig or a preset name
-                 at_region: str = "all",  # LossConfig.at_region: "all" (the reference) or "objects"
-                 word_gradients: str = "shared",  # DPLConfig.word_gradients: "shared" or "own"
-                 anchor: bool = False,  # LossConfig.anchor: False (the reference) or True
+                 at_region: str | None = None,  # LossConfig.at_region: "all" (the reference) or "objects"
+                 word_gradients: str | None = None,  # DPLConfig.word_gradients: "shared" or "own"
+                 anchor: bool | None = None,  # LossConfig.anchor: False (the reference) or True
                  ) -> DPLConfig:
-    "`config` with the non-reference options set; with their defaults, a preset comes back equal"
+    "`config` with the non-reference options that are not None set; with none, the preset itself"
     config = dpl_config(config)
-    return replace(config, word_gradients=word_gradients,
-                   losses=replace(config.losses, at_region=at_region, anchor=anchor))
+    losses = config.losses
+    if at_region is not None: losses = replace(losses, at_region=at_region)
+    if anchor is not None: losses = replace(losses, anchor=anchor)
+    return replace(config, losses=losses,
+                   word_gradients=config.word_gradients if word_gradients is None else word_gradients)
 
 # %% ../nbs/08_dpl.ipynb #d4b4519a
 def dynamic_words(tokenizer, prompt: str):

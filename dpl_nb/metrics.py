@@ -385,7 +385,7 @@ def edit_success(judge,  # the toy object judge (toyjudge.load_judge)
         o = scene.objects[index]
         if new_shape == o.noun:
             raise ValueError(f"object {index} is already a {new_shape}; an edit must ask for "
-                             "another shape")
+                             "another noun")
         if new_colour == o.colour:
             raise ValueError(f"object {index} is already {new_colour}; an edit must ask for "
                              "another colour")

@@ -26,7 +26,7 @@ __all__ = ['ObjectJudge', 'object_crops', 'train_judge', 'judge_accuracy', 'save
 # %% ../nbs/09d_toyjudge.ipynb #25cca54b
 class ObjectJudge(torch.nn.Module):
     "Small CNN: a 16x16 crop around an object -> noun, colour and, in coat worlds, outline logits"
-    def __init__(self, world: str | World = "shapes"):
+    def __init__(self, world: str | World = "coats"):
         super().__init__()
         self.world = get_world(world).name
         conv = lambda i, o: torch.nn.Sequential(torch.nn.Conv2d(i, o, 3, padding=1),
@@ -59,7 +59,7 @@ def object_crops(image, centres, size: int = 16) -> torch.Tensor:
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
 
 
-def _judge_data(rng: np.random.Generator, n_scenes: int, world: str = "shapes"):
+def _judge_data(rng: np.random.Generator, n_scenes: int, world: str = "coats"):
     "Crops of random scenes and their labels: (crops, [nouns, colours(, outlines in a coat world)])"
     scenes = [random_scene(rng, world=world) for _ in range(n_scenes)]
     objects = [o for s in scenes for o in s.objects]
@@ -72,7 +72,7 @@ def _judge_data(rng: np.random.Generator, n_scenes: int, world: str = "shapes"):
 
 # %% ../nbs/09d_toyjudge.ipynb #ea2505e6
 def train_judge(steps: int = 600, batch_size: int = 128, seed: int = 0, progress: bool = True,
-                world: str | World = "shapes") -> ObjectJudge:
+                world: str | World = "coats") -> ObjectJudge:
     "Train the judge on ground-truth crops of random scenes of `world` (seeded)"
     torch.manual_seed(seed)
     judge, rng = ObjectJudge(world), np.random.default_rng([seed, 99])

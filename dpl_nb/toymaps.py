@@ -129,7 +129,7 @@ def show_noun_maps(scenes: list[Scene], maps: list[torch.Tensor], size: float = 
         for k, ax in enumerate(row[1:]):
             ax.imshow(_normalise(m[k:k + 1])[0].numpy(), cmap="jet", vmin=0, vmax=1)
             ax.contour(scene.masks[k], levels=[0.5], colors="white", linewidths=0.8)
-            ax.set_title(scene.objects[k].shape, fontsize=7)
+            ax.set_title(scene.objects[k].noun, fontsize=7)
     for ax in axs.ravel(): ax.axis("off")
     fig.tight_layout()
     return fig

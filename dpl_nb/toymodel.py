@@ -36,7 +36,7 @@ __all__ = ['toy_tokenizer', 'toy_models', 'correlate_tokens', 'snr_weighted_mse'
            'toy_metadata', 'bundle_world', 'prediction_shift', 'noun_swap_gap']
 
 # %% ../nbs/09b_toymodel.ipynb #9740690c
-def toy_tokenizer(world: str | World = "shapes") -> CLIPTokenizerFast:
+def toy_tokenizer(world: str | World = "coats") -> CLIPTokenizerFast:
     "CLIP BPE tokenizer in which every word of the toy world's vocabulary is one token"
     return clip_bpe_tokenizer(get_world(world).vocabulary)
 
@@ -46,7 +46,7 @@ def toy_models(tokenizer: CLIPTokenizerFast, seed: int = 0,
                layers_per_block: int = 1,  # resnet (+ transformer) layers per UNet block
                token_std: float = 0.02,  # std of the token embeddings at init (CLIP's is 0.02)
                similar_tokens: float = 0.0,  # init correlation of look-alike nouns' embeddings
-               world: str | World = "shapes",  # the world whose look-alike nouns are correlated
+               world: str | World = "coats",  # the world whose look-alike nouns are correlated
                ) -> tuple[UNet2DConditionModel, CLIPTextModel]:
     "The untrained toy UNet (pixel space, cross-attention at 16x16 and 8x8) and text encoder"
     with torch.random.fork_rng(devices=[]):
@@ -113,7 +113,7 @@ class ToyTrainConfig:
     lookalike_margin: float = 0.0  # > 0: look-alike scenes teach each noun to attend more to its own object than to the other by this much; 0: they teach no map
     checkpoint_every: int = 50
     snapshot_every: int = 250
-    world: str = "shapes"  # the toy world of the scenes (WORLDS): "shapes" (v1) or "coats" (v2)
+    world: str = "coats"  # the toy world of the scenes (WORLDS): "coats" (v2) or "shapes" (v1)
     init: str = ""  # a run's checkpoint.pt or model folder, same world and widths ("": random)
     text_encoder: str = "trained"  # "frozen": kept at its seeded init, as SD keeps CLIP frozen
     token_std: float = 0.02  # std of the token embeddings at init (toy_models)
@@ -202,7 +202,7 @@ def _atomic_torch_save(obj, path: Path):
 
 
 def save_toy_model(folder, unet, text_encoder, tokenizer, meta: dict,
-                   world: str | World = "shapes"):
+                   world: str | World = "coats"):
     "Write a toy model folder (diffusers layout, fp16 safetensors, `dpl_nb.json`) atomically"
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")

@@ -13,17 +13,16 @@ from PIL import Image
 
 
 # %% auto #0
-__all__ = ['SHAPES', 'COLOURS', 'SIMILAR', 'TOY_VOCABULARY', 'SIZE', 'MAX_OBJECTS', 'KINDS', 'SIMILAR_KINDS', 'OUTLINES', 'DARK',
-           'WORLDS', 'World', 'get_world', 'shape_coverage', 'ToyObject', 'Scene', 'scene_images', 'caption_for',
-           'render_scene', 'place_objects', 'random_scene', 'scene_world', 'is_distractor', 'redraw', 'without_colours',
-           'coat_pattern']
+__all__ = ['SHAPES', 'COLOURS', 'SIMILAR', 'SIZE', 'MAX_OBJECTS', 'KINDS', 'SIMILAR_KINDS', 'OUTLINES', 'DARK', 'WORLDS',
+           'TOY_VOCABULARY', 'World', 'get_world', 'shape_coverage', 'ToyObject', 'Scene', 'scene_images',
+           'caption_for', 'render_scene', 'place_objects', 'random_scene', 'scene_world', 'is_distractor', 'redraw',
+           'without_colours', 'coat_pattern']
 
 # %% ../nbs/09_toyworld.ipynb #ac1e97a3
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
 COLOURS = {"red": (220, 45, 45), "green": (45, 170, 70), "blue": (50, 90, 225),
            "yellow": (235, 205, 40), "purple": (150, 65, 195), "white": (245, 245, 245)}
 SIMILAR = {"circle": "ring", "ring": "circle", "square": "diamond", "diamond": "square"}
-TOY_VOCABULARY = ("a", "and", ",") + SHAPES + tuple(COLOURS)
 SIZE = 32  # scenes are SIZE x SIZE RGB
 MAX_OBJECTS = 3  # a scene holds one to MAX_OBJECTS objects
 # toy world v2: a noun names an object's coat, in its colour, on an outline the caption never names
@@ -48,6 +47,7 @@ class World:
 
 WORLDS = {"shapes": World("shapes", SHAPES, SIMILAR, 4.5, False),
           "coats": World("coats", KINDS, SIMILAR_KINDS, 5.5, True)}
+TOY_VOCABULARY = WORLDS["coats"].vocabulary  # the words of the toy model that ships with the package
 
 
 def get_world(world: str | World) -> World:
@@ -136,7 +136,7 @@ def _background(rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
 
 
 def _pick_objects(rng: np.random.Generator, n: int, p_same_colour: float, p_similar: float,
-                  world: World = WORLDS["shapes"]) -> list[tuple[str, str]]:
+                  world: World = WORLDS["coats"]) -> list[tuple[str, str]]:
     picked = []
     for _ in range(n):
         shape, colour = rng.choice(world.nouns), rng.choice(list(COLOURS))
@@ -192,7 +192,7 @@ def place_objects(rng: np.random.Generator, world: World,
 
 def random_scene(rng: np.random.Generator, n_objects: int | None = None,
                  p_same_colour: float = 0.25, p_similar: float = 0.2, p_colour_words: float = 0.65,
-                 world: str | World = "shapes",  # "shapes" (v1: nouns name shapes) or "coats" (v2)
+                 world: str | World = "coats",  # "coats" (v2: nouns name coats) or "shapes" (v1)
                  ) -> Scene:
     "A random scene of 1-3 objects (25/55/20%) with distractors (shared colours, similar nouns)"
     world = get_world(world)

@@ -220,7 +220,7 @@ def test_find_background_on_the_toy_model(toy, scene):
     assert trajectory.shape == (6, 1, 3, 32, 32) and stats.calls == 5
     assert masks.background.shape == (16, 16) and masks.background.dtype == torch.bool
     assert masks.clusters.shape == (16, 16) and masks.scores.shape == (5, 2) and len(masks.labels) == 5
-    assert list(masks.nouns) == [o.shape for o in scene.objects]
+    assert list(masks.nouns) == [o.noun for o in scene.objects]
     assert all(m.shape == (16, 16) for m in masks.nouns.values())
     assert masks.background.any()
     with pytest.raises(ValueError, match="has no braced words"):

@@ -43,10 +43,11 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def toy_inversion(toy, files):
-    return invert(toy, files / "ok.png", "a red {circle} and a blue {square}", num_steps=2, progress=False)
+    return invert(toy, files / "ok.png", PROMPT, num_steps=2, progress=False)
 
 
-PROMPT = "a red {circle} and a blue {square}"
+PROMPT = "a red {tiger} and a blue {panda}"  # two nouns of the toy model's world, each with a look-alike
+LOOKALIKE = PROMPT.replace("tiger", "zebra")  # the first noun swapped for its look-alike
 
 # (case, what to call, expected exception, words in the message)
 LIBRARY_CASES = [
@@ -66,20 +67,20 @@ LIBRARY_CASES = [
         t, torch.zeros(1, 3, 36, 36), PROMPT, num_steps=2, progress=False), ValueError, "multiple of 8 pixels"),
     ("unbalanced braces", lambda t, f, i: parse_prompt("a {cat and a dog"), ValueError, "unbalanced"),
     ("empty braces", lambda t, f, i: parse_prompt("a {} and a dog"), ValueError, "empty braces"),
-    ("over 77 tokens", lambda t, f, i: parse_prompt("a " + "red circle and a " * 30 + "{square}", t.tokenizer),
+    ("over 77 tokens", lambda t, f, i: parse_prompt("a " + "red tiger and a " * 30 + "{panda}", t.tokenizer),
      ValueError, "77"),
-    ("a word the toy model does not know", lambda t, f, i: invert(t, f / "ok.png", "a {tiger}", num_steps=2,
+    ("a word the toy model does not know", lambda t, f, i: invert(t, f / "ok.png", "a {dog}", num_steps=2,
                                                                  progress=False), ValueError, "vocabulary"),
-    ("DPL without a braced word", lambda t, f, i: dpl_invert(t, f / "ok.png", "a red circle", num_steps=2,
+    ("DPL without a braced word", lambda t, f, i: dpl_invert(t, f / "ok.png", "a red tiger", num_steps=2,
                                                             progress=False), ValueError, "braces"),
     ("a background mask of the wrong size", lambda t, f, i: dpl_invert(t, f / "ok.png", PROMPT, num_steps=2,
         background=torch.zeros(8, 8, dtype=torch.bool), progress=False), ValueError, "16x16"),
     ("steps out of range", lambda t, f, i: invert(t, f / "ok.png", PROMPT, num_steps=5000, progress=False),
      ValueError, "num_steps"),
-    ("a blend word absent from the prompt", lambda t, f, i: edit(t, i, PROMPT.replace("circle", "ring"),
-        blend_words=("triangle", "ring"), progress=False), ValueError, "triangle"),
-    ("a reweight word absent from the prompt", lambda t, f, i: edit(t, i, PROMPT, reweight={"cross": 2.0},
-                                                                    progress=False), ValueError, "cross"),
+    ("a blend word absent from the prompt", lambda t, f, i: edit(t, i, LOOKALIKE,
+        blend_words=("leopard", "zebra"), progress=False), ValueError, "leopard"),
+    ("a reweight word absent from the prompt", lambda t, f, i: edit(t, i, PROMPT, reweight={"giraffe": 2.0},
+                                                                    progress=False), ValueError, "giraffe"),
     ("an unknown device", lambda t, f, i: load_bundle("toy", device="tpu"), (ValueError, RuntimeError), "tpu"),
     ("a missing model folder", lambda t, f, i: load_bundle(f / "no-such-model"), FileNotFoundError, "no-such-model"),
     ("a dtype that is not a torch dtype", lambda t, f, i: load_bundle("toy", dtype={"unet": "fp16"}), ValueError,
@@ -124,7 +125,7 @@ def test_inversion_follows_the_weights_not_the_name(toy, toy_inversion, tmp_path
     path = toy_inversion.save(tmp_path / "inv.safetensors")
     same = load_bundle(TOY_MODEL)                       # the toy's weights from their folder: another name, same model
     assert same.model_id == str(TOY_MODEL.resolve()) != toy_inversion.model_id
-    edited = edit(same, Inversion.load(path, same), PROMPT.replace("circle", "ring"), progress=False)
+    edited = edit(same, Inversion.load(path, same), LOOKALIKE, progress=False)
     assert edited.edited.size == (32, 32)
     old = dataclasses.replace(toy_inversion, fingerprint={}).save(tmp_path / "old.safetensors")  # made before fingerprints
     assert Inversion.load(old, toy).model_id == "toy"   # checked by name, as then
@@ -166,8 +167,8 @@ def _cli_cases(f, inv, other, trunc, out):
         ("a corrupt image", ["invert", str(f / "corrupt.png"), "--prompt", PROMPT, "-o", out], "not an image"),
         ("a 2x2 image", ["invert", str(f / "tiny2.png"), "--prompt", PROMPT, "-o", out], "too small"),
         ("empty prompt", ["invert", scene, "--prompt", "", "-o", out], "empty"),
-        ("unbalanced braces", ["invert", scene, "--prompt", "a {red circle", "-o", out], "unbalanced"),
-        ("over 77 tokens", ["invert", scene, "--prompt", "a " + "red circle and a " * 30 + "{square}", "-o", out], "77"),
+        ("unbalanced braces", ["invert", scene, "--prompt", "a {red tiger", "-o", out], "unbalanced"),
+        ("over 77 tokens", ["invert", scene, "--prompt", "a " + "red tiger and a " * 30 + "{panda}", "-o", out], "77"),
         ("unknown device", ["invert", scene, "--prompt", PROMPT, "--device", "tpu", "-o", out], "tpu"),
         ("output in a missing folder", ["invert", scene, "--prompt", PROMPT, "-o", str(f / "no" / "inv.safetensors")],
          "folder"),
@@ -175,8 +176,8 @@ def _cli_cases(f, inv, other, trunc, out):
                                              out.replace(".safetensors", ".png")], "model"),
         ("a truncated inversion", ["edit", trunc, "--target", PROMPT, "-o", out.replace(".safetensors", ".png")],
          "truncated"),
-        ("a blend word absent from the prompt", ["edit", inv, "--target", PROMPT.replace("circle", "ring"), "--blend",
-                                                 "triangle", "-o", out.replace(".safetensors", ".png")], "triangle"),
+        ("a blend word absent from the prompt", ["edit", inv, "--target", LOOKALIKE, "--blend",
+                                                 "leopard", "-o", out.replace(".safetensors", ".png")], "leopard"),
         ("a missing inversion for show", ["show", str(f / "nope.safetensors"), "-o",
                                           out.replace(".safetensors", ".png")], "no file"),
     ]

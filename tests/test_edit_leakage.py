@@ -45,3 +45,14 @@ def test_blend_cover_is_the_share_of_each_object_and_the_background():
     mask[0, 0, :2, :] = True  # the first object, and 4 background pixels
     assert blend_cover(mask, masks) == [1.0, 0.0, 0.5]
     assert blend_cover(None, masks) == [0.0, 0.0, 0.0]  # no local blend
+
+
+@pytest.mark.parametrize("name", ["edit_leakage.json", "edit_leakage_seed11.json"])
+def test_committed_results_are_the_toy_presets(name):
+    "The committed runs were made as `--preset toy --dpl-set ...` before those settings became the preset: the same"
+    import json
+    result = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / name).read_text())
+    assert dpl_settings(result["preset"], result["dpl_set"]) == DPL_PRESETS["toy"]
+    assert (result["self_replace_steps"], result["cross_replace_steps"], result["blend_threshold"]) == (0.5, 0.8, 0.3)
+    assert result["steps"] == 50 and set(result["methods"]) == {"nti", "dpl", "dpl_lean", "direct"}
+    assert [sum(s["distractor"] for s in result["scenes"]), sum(not s["distractor"] for s in result["scenes"])] == [40, 20]

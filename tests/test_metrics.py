@@ -15,7 +15,9 @@ from dpl_nb.metrics import (THRESHOLDS, attention_iou, background_preservation, 
 @pytest.fixture(scope="module")
 def scene():
     from dpl_nb.toymoset import toymo_set
-    return toymo_set()[2]  # "a red {diamond} and a white {circle}"
+    scene = toymo_set()[2]  # an ordinary scene (toy world v1's scene 2: "a red {diamond} and a white {circle}")
+    assert scene.braced == "a red {cat} and a green {zebra}"
+    return scene
 
 
 @pytest.fixture(scope="module")
@@ -268,9 +270,9 @@ def test_clip_score(tiny_models, scene):
         image = model.visual_projection(model.vision_model(**processor(images=scene.pil, return_tensors="pt")).pooler_output)
         cosine = lambda caption: torch.nn.functional.cosine_similarity(image, model.text_projection(
             model.text_model(**processor(text=caption, return_tensors="pt")).pooler_output)).item()
-    for caption in (scene.caption, "a blue ring"):   # the score follows the text (random weights: either sign)
+    for caption in (scene.caption, "a blue panda"):   # the score follows the text (random weights: either sign)
         assert np.isclose(clip_score(clip, scene.pil, caption), 100 * max(cosine(caption), 0), atol=1e-4)
-    assert cosine(scene.caption) != cosine("a blue ring")
+    assert cosine(scene.caption) != cosine("a blue panda")
 
 
 def test_clip_score_is_clipped_at_zero(tiny_models, scene, monkeypatch):
@@ -324,53 +326,53 @@ def test_a_folder_of_another_model_is_an_error(tiny_models, tmp_path):
 # ---------------------------------------------------------------- the toy judge
 
 def test_judge_on_the_unedited_scene(judge, scene):
-    from dpl_nb.toyworld import SHAPES
+    from dpl_nb.toyworld import KINDS
     for index, o in enumerate(scene.objects):
         assert distractor_preserved(judge, scene.pil, scene, index) is True
         assert distractor_preserved(judge, scene.image, scene, index) is True
-        for shape in SHAPES:
-            if shape != o.shape:
-                assert edit_success(judge, scene.pil, scene, index, shape) is False
+        for kind in KINDS:
+            if kind != o.noun:
+                assert edit_success(judge, scene.pil, scene, index, kind) is False
 
 
 def test_judge_sees_an_edit(judge, scene):
-    "The diamond replaced by a drawn cross: edit success; the circle erased: the distractor is gone"
-    from dpl_nb.toyworld import ToyObject, render_scene
+    "The cat redrawn as a leopard: edit success; the zebra erased: the distractor is gone"
+    from dataclasses import replace
+    from dpl_nb.toyworld import render_scene
     first, second = scene.objects
-    crossed = render_scene([ToyObject("cross", first.colour, first.cx, first.cy, first.radius), second],
-                           np.random.default_rng(0))
-    assert edit_success(judge, crossed.image, scene, 0, "cross") and distractor_preserved(judge, crossed.image, scene, 1)
-    assert edit_success(judge, crossed.image, scene, 0, "cross", keep_colour=True)  # a swap that kept the colour
-    blue_cross = render_scene([ToyObject("cross", "blue", first.cx, first.cy, first.radius), second], np.random.default_rng(0))
-    assert edit_success(judge, blue_cross.image, scene, 0, "cross")
-    assert not edit_success(judge, blue_cross.image, scene, 0, "cross", keep_colour=True)  # ... and one that recoloured
-    recoloured = render_scene([first, ToyObject(second.shape, "blue", second.cx, second.cy, second.radius)],
-                              np.random.default_rng(0))
+    spotted = render_scene([replace(first, kind="leopard"), second], np.random.default_rng(0))
+    assert edit_success(judge, spotted.image, scene, 0, "leopard") and distractor_preserved(judge, spotted.image, scene, 1)
+    assert edit_success(judge, spotted.image, scene, 0, "leopard", keep_colour=True)  # a swap that kept the colour
+    blue_leopard = render_scene([replace(first, kind="leopard", colour="blue"), second], np.random.default_rng(0))
+    assert edit_success(judge, blue_leopard.image, scene, 0, "leopard")
+    assert not edit_success(judge, blue_leopard.image, scene, 0, "leopard", keep_colour=True)  # ... and one that recoloured
+    recoloured = render_scene([first, replace(second, colour="blue")], np.random.default_rng(0))
     assert not distractor_preserved(judge, recoloured.image, scene, 1)  # the colour counts too
     erased = scene.image.copy(); erased[scene.masks[1]] = scene.image[0, 0]
     assert not distractor_preserved(judge, erased, scene, 1)
 
 
 def test_judge_sees_a_recolouring(judge, scene):
-    "The diamond drawn blue: a colour edit succeeded, a shape edit did not, and the circle is untouched"
-    from dpl_nb.toyworld import ToyObject, render_scene
+    "The cat drawn blue: a colour edit succeeded, a noun edit did not, and the zebra is untouched"
+    from dataclasses import replace
+    from dpl_nb.toyworld import render_scene
     first, second = scene.objects
-    blue = render_scene([ToyObject(first.shape, "blue", first.cx, first.cy, first.radius), second], np.random.default_rng(0))
+    blue = render_scene([replace(first, colour="blue"), second], np.random.default_rng(0))
     assert edit_success(judge, blue.image, scene, 0, new_colour="blue") is True
     assert edit_success(judge, blue.image, scene, 0, new_colour="green") is False
-    assert edit_success(judge, blue.image, scene, 0, new_shape="cross") is False
-    assert edit_success(judge, blue.image, scene, 0, new_shape="cross", new_colour="blue") is False  # both asked
+    assert edit_success(judge, blue.image, scene, 0, new_shape="leopard") is False
+    assert edit_success(judge, blue.image, scene, 0, new_shape="leopard", new_colour="blue") is False  # both asked
     assert distractor_preserved(judge, blue.image, scene, 1)
     assert edit_success(judge, scene.pil, scene, 0, new_colour="blue") is False  # the unedited scene
 
 
 def test_judge_errors(judge, scene):
     with pytest.raises(ValueError, match="index"):
-        edit_success(judge, scene.pil, scene, 2, "cross")
+        edit_success(judge, scene.pil, scene, 2, "leopard")
     with pytest.raises(ValueError, match="index"):
         distractor_preserved(judge, scene.pil, scene, -1)
-    with pytest.raises(ValueError, match="already a diamond"):
-        edit_success(judge, scene.pil, scene, 0, "diamond")
+    with pytest.raises(ValueError, match="already a cat"):
+        edit_success(judge, scene.pil, scene, 0, "cat")
     with pytest.raises(ValueError, match="new_shape"):
         edit_success(judge, scene.pil, scene, 0, "star")
     with pytest.raises(ValueError, match="already red"):
@@ -378,7 +380,7 @@ def test_judge_errors(judge, scene):
     with pytest.raises(ValueError, match="new_colour must be one of"):
         edit_success(judge, scene.pil, scene, 0, new_colour="pink")
     with pytest.raises(ValueError, match="cannot go with new_colour"):
-        edit_success(judge, scene.pil, scene, 0, "cross", new_colour="blue", keep_colour=True)
+        edit_success(judge, scene.pil, scene, 0, "leopard", new_colour="blue", keep_colour=True)
     with pytest.raises(ValueError, match="give new_shape, new_colour or both"):
         edit_success(judge, scene.pil, scene, 0)
     with pytest.raises(ValueError, match="image is 16x16 but the scene is 32x32"):
@@ -405,10 +407,11 @@ def test_a_coat_judge_sees_the_other_objects_outline():
 def test_a_coat_swap_in_place_keeps_the_outline():
     "keep_outline: a coat-world swap counts only where the judge still sees the object's outline"
     from dataclasses import replace
-    from pathlib import Path
+    from dpl_nb.models import TOY_MODEL
     from dpl_nb.toyjudge import load_judge
     from dpl_nb.toyworld import OUTLINES, ToyObject, render_scene
-    coats = load_judge(Path(__file__).parents[1] / "tools" / "toy_runs" / "coats_v2" / "judge")
+    coats = load_judge(TOY_MODEL / "judge")  # the shipped toy world v2 model's judge (was tools/toy_runs/coats_v2)
+    assert coats.world == "coats"
     first = ToyObject("square", "red", 9.0, 10.0, 6.0, kind="giraffe")
     second = ToyObject("circle", "blue", 22.0, 21.0, 6.0, kind="cat")
     scene = render_scene([first, second], np.random.default_rng(0))

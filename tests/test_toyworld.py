@@ -10,11 +10,14 @@ import torch
 from dpl_nb.metrics import grow_mask
 from dpl_nb.models import TOY_MODEL, load_bundle
 from dpl_nb.prompts import encode_prompts, parse_prompt
-from dpl_nb.toyworld import TOY_VOCABULARY, is_distractor, random_scene, redraw
+from dpl_nb.toyworld import SHAPES, WORLDS, is_distractor, random_scene, redraw
 from dpl_nb.toymoset import scenes_checksum, toymo_set
 from dpl_nb.toymodel import prediction_shift, sample_images, toy_metadata
 from dpl_nb.toyjudge import judge_objects, load_judge
 
+# scenes_checksum(toymo_set()) of ToyMO-Set in toy world v2 (coats), computed once from toymo_set(); the shipped v2
+# model's dpl_nb.json records no toymo_sha256 (toy world v1's recorded 91860488...051d, its shapes set's checksum)
+TOYMO_SHA256 = "04e176b13d01ac22819e1812f64c7658904149d1cd1b3dad97e99d66a8f36388"
 
 @pytest.fixture(scope="module")
 def toy():
@@ -25,18 +28,18 @@ def test_toy_loads_offline_in_fp32(toy):
     assert toy.vae is None and toy.image_size == 32 and toy.attn_res == 16
     assert toy.unet.dtype == torch.float32 and not any(p.requires_grad for p in toy.unet.parameters())
     meta = toy_metadata()
-    assert meta["step"] > 0 and meta["config"]["seed"] == 0 and meta["vocabulary"] == list(TOY_VOCABULARY)
+    assert meta["step"] > 0 and meta["config"]["seed"] == 0 and meta["vocabulary"] == list(WORLDS["coats"].vocabulary)
 
 
 def test_same_prompt_same_seed_same_image(toy):
-    a = sample_images(toy, ["a red circle and a blue square"], steps=8, seed=3, progress=False)[0]
-    b = sample_images(toy, ["a red circle and a blue square"], steps=8, seed=3, progress=False)[0]
-    c = sample_images(toy, ["a red circle and a blue square"], steps=8, seed=4, progress=False)[0]
+    a = sample_images(toy, ["a red cat and a blue zebra"], steps=8, seed=3, progress=False)[0]
+    b = sample_images(toy, ["a red cat and a blue zebra"], steps=8, seed=3, progress=False)[0]
+    c = sample_images(toy, ["a red cat and a blue zebra"], steps=8, seed=4, progress=False)[0]
     assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
 
 
 def test_unknown_word_lists_vocabulary(toy):
-    with pytest.raises(ValueError, match="does not know the word\\(s\\) \\['dog'\\].*vocabulary is: a and , circle"):
+    with pytest.raises(ValueError, match="does not know the word\\(s\\) \\['dog'\\].*vocabulary is: a and , cat"):
         encode_prompts(toy, "a red {dog}")
 
 
@@ -44,7 +47,8 @@ def test_toymo_set_is_fixed():
     scenes = toymo_set()
     assert len(scenes) == 100 and sum(map(is_distractor, scenes)) >= 34
     assert all(len(parse_prompt(s.braced).words) == 2 for s in scenes)
-    assert scenes_checksum(scenes) == toy_metadata()["toymo_sha256"]
+    assert scenes_checksum(scenes) == TOYMO_SHA256
+    assert toy_metadata().get("toymo_sha256", TOYMO_SHA256) == TOYMO_SHA256  # where the model records one, the same
 
 
 def test_recolour_target_changes_one_colour_word():
@@ -52,7 +56,7 @@ def test_recolour_target_changes_one_colour_word():
     from dpl_nb.toymoset import recolour_target
     for scene in toymo_set():
         noun, old, new, target = recolour_target(scene)
-        assert (noun, old) == (scene.objects[0].shape, scene.objects[0].colour)
+        assert (noun, old) == (scene.objects[0].noun, scene.objects[0].colour)
         assert new in COLOURS and new not in {o.colour for o in scene.objects}
         assert [(a, b) for a, b in zip(scene.braced.split(), target.split()) if a != b] == [(old, new)]
         assert "{" + noun + "}" in target
@@ -83,8 +87,8 @@ def test_world_v2_coats_swap_in_place():
     from dpl_nb.toymoset import swap_target
     scenes = toymo_set(world="coats")
     assert len(scenes) == 100 and sum(map(is_distractor, scenes)) == 40
-    assert scenes_checksum(scenes) != scenes_checksum(toymo_set())            # a world of its own...
-    assert toymo_set()[0].braced.split()[-1].strip("{}") not in KINDS
+    assert scenes_checksum(scenes) != scenes_checksum(toymo_set(world="shapes"))  # a world of its own...
+    assert toymo_set(world="shapes")[0].braced.split()[-1].strip("{}") not in KINDS
     for scene in scenes[:20]:
         old, new, target = swap_target(scene)
         assert old == scene.objects[0].kind and new in KINDS and f"{{{new}}}" in target
@@ -103,13 +107,19 @@ def test_judges_know_their_world(tmp_path, toy):
     from dpl_nb.models import tiny_bundle
     from dpl_nb.toymodel import bundle_world
     from dpl_nb.toyjudge import save_judge, train_judge
-    assert load_judge().world == "shapes" and bundle_world(toy) == "shapes"
+    assert load_judge().world == "coats" and bundle_world(toy) == "coats"  # the shipped model: toy world v2
     judge = train_judge(steps=2, progress=False, world="coats")
     save_judge(judge, tmp_path)
     assert load_judge(tmp_path).world == "coats"
     scene = toymo_set(world="coats")[0]
     nouns = [noun for noun, _ in judge_objects(load_judge(tmp_path), scene.image, [(o.cx, o.cy) for o in scene.objects])]
     assert all(n in ("cat", "tiger", "zebra", "leopard", "giraffe", "panda") for n in nouns)
+    save_judge(train_judge(steps=2, progress=False, world="shapes"), tmp_path / "shapes")  # and the other world's
+    assert load_judge(tmp_path / "shapes").world == "shapes"
+    scene = toymo_set(world="shapes")[0]
+    nouns = [noun for noun, _ in judge_objects(load_judge(tmp_path / "shapes"), scene.image,
+                                               [(o.cx, o.cy) for o in scene.objects])]
+    assert all(n in SHAPES for n in nouns)
     with pytest.raises(ValueError, match="not a toy model of a known world"):
         bundle_world(tiny_bundle())
 
@@ -118,8 +128,8 @@ def test_judge_reads_ground_truth():
     judge = load_judge()
     rng = np.random.default_rng(321)
     scenes = [random_scene(rng) for _ in range(20)]
-    seen = [judge_objects(judge, s.image, [(o.cx, o.cy) for o in s.objects]) for s in scenes]
-    truth = [[(o.shape, o.colour) for o in s.objects] for s in scenes]
+    seen = [judge_objects(judge, s.image, [(o.cx, o.cy) for o in s.objects], outline=True) for s in scenes]
+    truth = [[(o.noun, o.colour, o.shape) for o in s.objects] for s in scenes]  # coat, colour and outline
     assert np.mean([a == b for x, y in zip(seen, truth) for a, b in zip(x, y)]) >= 0.9
 
 
@@ -134,11 +144,11 @@ def test_wheel_carries_the_weights(tmp_path):
 
 
 def test_the_kept_v2_training_snapshot_loads():
-    "tools/toy_runs/coats_v2: the latest leg of toy world v2's training, a model folder with its lineage and judge"
+    """The shipped toy model (once tools/toy_runs/coats_v2): the latest leg of toy world v2's training, a model folder
+    with its lineage and judge"""
     import json
-    from pathlib import Path
     from dpl_nb.toymodel import bundle_world
-    folder = Path(__file__).parents[1] / "tools" / "toy_runs" / "coats_v2"
+    folder = TOY_MODEL
     assert bundle_world(load_bundle(folder)) == "coats"
     from dpl_nb.toymodel import _earlier_weights  # what a warm start from the folder reads
     meta = json.loads((folder / "dpl_nb.json").read_text())

@@ -1,7 +1,10 @@
 """Where an object's pixels send their cross-attention, before and after DPL: the share of each prompt token.
 
-    python tools/attention_share.py --model tools/toy_runs/coats_v2 --seed 5 --scenes 4,8 \
+    python tools/attention_share.py [--model toy|FOLDER] --seed 5 --scenes 4,8 \
         [--dpl-set KEY=VALUE ...] [--out tools/toy_runs/coats_v2/attention_share_seed5.json]
+
+(attention_share_seed5.json was made with --model tools/toy_runs/coats_v2, the shipped model's weights before they
+moved into the package, and --dpl-set anchor=true at_region=objects inversion=direct lambda_bg=2: the `toy` preset.)
 
 For each scene, the reconstruction is sampled from Direct Inversion (the words' own embeddings) and from DPL (`toy`
 with the `--dpl-set` changes, as `benchmarks/edit_leakage.py` takes them) and the 16x16 cross maps of every step are
@@ -22,6 +25,7 @@ from _toymo import worker_state  # noqa: E402
 from edit_leakage import dpl_settings  # noqa: E402
 
 from dpl_nb.dpl import dpl_invert, sampled_maps  # noqa: E402
+from dpl_nb.models import TOY_MODEL  # noqa: E402
 
 
 def shares(bundle, scene, config, steps: int) -> dict:
@@ -39,7 +43,7 @@ def shares(bundle, scene, config, steps: int) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", default="toy", help="toy (the embedded model) or a toy model folder")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--scenes", required=True, help="comma-separated ToyMO-Set indices")
     parser.add_argument("--preset", default="toy")
@@ -47,7 +51,8 @@ def main():
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    state = worker_state(args.model, str(Path(args.model) / "judge"), args.seed)
+    folder = TOY_MODEL if args.model == "toy" else Path(args.model)
+    state = worker_state(args.model, str(folder / "judge"), args.seed)
     bundle, scenes = state["bundle"], state["scenes"]
     configs = {"direct": dpl_settings("lean", ["token_steps=0", "inversion=direct"]),
                "dpl": dpl_settings(args.preset, args.dpl_set)}
