@@ -1,10 +1,11 @@
 """The paper's claims re-measured on ToyMO-Set (chapter 11): IoU curves, loss ablation, edits, cost.
 
-For the first N ToyMO-Set scenes (all 100 by default) at 50 steps: IoU sweeps of DDIM, NTI, DPL-paper and DPL-lean,
-the seven-row loss ablation of DPL-lean, NTI + P2P vs DPL-lean + P2P word swaps (edit success, distractor
-preservation, background PSNR / SSIM) of two kinds, a recolouring of the first object (what the claims are judged on:
-the toy model follows colour words) and a shape swap (the paper's kind, which it hardly follows at 50 steps), and the
-cost of each method. Each finished scene is appended to
+For the first N ToyMO-Set scenes (all 100 by default) at 50 steps: IoU sweeps of DDIM, NTI, DPL-paper, DPL-lean
+and DPL-toy (the toy model's preset, chapter 8), the seven-row loss ablation of DPL-lean, NTI + P2P vs DPL + P2P word
+swaps (edit success, distractor preservation, background PSNR / SSIM) of two kinds, a swap of the first object's noun
+(the paper's kind of edit, what the claims are judged on; success: the new noun in the object's own colour) and a
+recolouring, and the cost of each method. The first toy model's run (toy world v1, judged on the recolouring) is in
+benchmarks/results/v1/. Each finished scene is appended to
 benchmarks/results/paper_claims_scenes.jsonl, so a crash loses at most the scenes in flight and running the command
 again continues where it stopped; the summary goes to benchmarks/results/paper_claims.json (atomically) with a figure
 of the IoU curves. Long: about 3-4 minutes of one CPU core per scene (more where DPL acts); use --workers.
@@ -33,6 +34,7 @@ from dpl_nb.experiments import (append_record, claims_jobs, compact_records, rea
 from dpl_nb.models import load_bundle
 from dpl_nb.toymoset import toymo_set
 from dpl_nb.toyjudge import load_judge
+from dpl_nb.toymodel import bundle_world
 
 RESULTS = Path(__file__).parent / "results"
 _STATE = {}
@@ -86,7 +88,7 @@ def main():
     if dropped:
         print(f"{records_path.name}: {dropped} superseded or half-written lines dropped")
     summary = summarise({k: v for k, v in done.items() if k < args.scenes})
-    summary.update(model="toy", records=str(records_path.name), seconds_this_run=time.perf_counter() - start,
+    summary.update(model="toy", world=bundle_world(load_bundle("toy")), records=str(records_path.name), seconds_this_run=time.perf_counter() - start,
                    workers=args.workers, machine=_MACHINE,
                    edits_redone_scenes=sum("edits_redone" in r for k, r in done.items() if k < args.scenes),
                    edits_redone_same_unet_evals=sum(r.get("edits_redone", {}).get("same_unet_evals", False)

@@ -30,8 +30,8 @@ __all__ = ['METHODS', 'EDITED', 'ABLATION', 'ablation_config', 'invert_by', 'edi
            'read_records', 'append_record', 'compact_records', 'claims_jobs', 'run_claims', 'summarise']
 
 # %% ../nbs/11_experiments.ipynb #bb36774f
-METHODS = ("ddim", "nti", "dpl-paper", "dpl-lean")
-EDITED = ("nti", "dpl-lean")  # the inversions edited with P2P
+METHODS = ("ddim", "nti", "dpl-paper", "dpl-lean", "dpl-toy")  # dpl-X: DPL with the preset X
+EDITED = ("nti", "dpl-lean", "dpl-toy")  # the inversions edited with P2P
 ABLATION = {"L_at": ("at",), "L_bg": ("bg",), "L_dj": ("dj",), "L_at+L_bg": ("at", "bg"),
             "L_at+L_dj": ("at", "dj"), "L_bg+L_dj": ("bg", "dj"), "all three": ("at", "bg", "dj")}
 
@@ -58,7 +58,7 @@ def invert_by(bundle: Bundle, scene: Scene, method: str, num_steps: int = 50,
     if method in ("ddim", "nti"):
         return invert(bundle, scene.pil, scene.braced, num_steps=num_steps, method=method,
                       progress=False)
-    if method in ("dpl-paper", "dpl-lean"):
+    if method in METHODS and method.startswith("dpl-"):
         return dpl_invert(bundle, scene.pil, scene.braced, method[4:], num_steps=num_steps,
                           progress=False)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -80,7 +80,8 @@ def _edit_record(bundle: Bundle, inversion: Inversion, scene: Scene, judge, kind
     elif kind == "shape":
         old, new, target = swap_target(scene)
         result = edit(bundle, inversion, target, blend_words=(old, new), progress=False)
-        success = edit_success(judge, result.edited, scene, 0, new_shape=new)
+        # the new noun where the object was, in its own colour
+        success = edit_success(judge, result.edited, scene, 0, new_shape=new, keep_colour=True)
     else:
         raise ValueError(f"kind must be 'recolour' or 'shape', got {kind!r}")
     return dict(target=target, success=success,
@@ -194,48 +195,63 @@ def run_claims(bundle: Bundle, path: str | os.PathLike, scenes: Sequence[tuple[i
     return done
 
 # %% ../nbs/11_experiments.ipynb #789202af
-def summarise(records: dict[int, dict]) -> dict:
+def summarise(records: dict[int, dict],
+              judged: str = "edits_shape",  # the edit the claims are judged on: the noun swap, or "edits"
+              ) -> dict:
     "The four parts of paper_claims.json and the verdict on each claim, from scene records"
     rows = [records[k] for k in sorted(records)]
     if not rows:
         raise ValueError("no scene records to summarise; run run_claims first")
-    mean = lambda values: float(np.mean(values))
-    curves = {m: np.mean([r["methods"][m]["iou_sweep"] for r in rows], 0).tolist() for m in METHODS}
-    ablation = {name: mean([r["ablation"][name] for r in rows]) for name in ABLATION
-                if all(name in r["ablation"] for r in rows)}
+    if judged not in ("edits", "edits_shape"):
+        raise ValueError(f"judged must be 'edits_shape' (the noun swap) or 'edits' (the recolouring), "
+                         f"got {judged!r}")
     if any("edits_shape" not in r for r in rows):
         raise ValueError("records without edits_shape were made before the recolouring; run "
                          "run_claims (or benchmarks/paper_claims.py) again to remake their edits")
+    # the methods every record has (records of an older run have no dpl-toy)
+    methods = [m for m in METHODS if all(m in r["methods"] for r in rows)]
+    edited = [m for m in EDITED if all(m in r["edits"] and m in r["edits_shape"] for r in rows)]
+    mean = lambda values: float(np.mean(values))
+    curves = {m: np.mean([r["methods"][m]["iou_sweep"] for r in rows], 0).tolist() for m in methods}
+    ablation = {name: mean([r["ablation"][name] for r in rows]) for name in ABLATION
+                if all(name in r["ablation"] for r in rows)}
     edit_means = lambda key, rows: {m: dict(
         success=mean([r[key][m]["success"] for r in rows]),
         distractor_preserved=mean([r[key][m]["distractor_preserved"] for r in rows]),
         bg_psnr=mean([r[key][m]["psnr"] for r in rows if np.isfinite(r[key][m]["psnr"])]),
-        bg_ssim=mean([r[key][m]["ssim"] for r in rows])) for m in EDITED}
-    edits = edit_means("edits", rows)
+        bg_ssim=mean([r[key][m]["ssim"] for r in rows])) for m in edited}
+    by_kind = {key: edit_means(key, rows) for key in ("edits", "edits_shape")}
+    distractor_rows = [r for r in rows if r["distractor"]]
     cost = {m: dict(unet_evals_mean=mean([r["methods"][m]["unet_evals"] for r in rows]),
                     unet_evals_max=int(max(r["methods"][m]["unet_evals"] for r in rows)),
-                    seconds_mean=mean([r["methods"][m]["seconds"] for r in rows])) for m in METHODS}
+                    seconds_mean=mean([r["methods"][m]["seconds"] for r in rows])) for m in methods}
     inner = slice(1, len(THRESHOLDS) - 1)  # 0 and 1 are degenerate thresholds
     claims = {f"{m} IoU above NTI at every threshold":
               bool(np.all(np.array(curves[m])[inner] > np.array(curves["nti"])[inner]))
-              for m in ("dpl-paper", "dpl-lean")}
+              for m in methods if m.startswith("dpl-")}
     if len(ablation) == len(ABLATION):
         claims["all three losses best in the ablation"] = (max(ablation, key=ablation.get)
                                                            == "all three")
         claims["L_at alone the best single loss"] = (max(("L_at", "L_bg", "L_dj"), key=ablation.get)
                                                      == "L_at")
-    d, n = edits["dpl-lean"], edits["nti"]
-    ahead = (d["success"], d["distractor_preserved"]) != (n["success"], n["distractor_preserved"])
-    claims["DPL edits ahead on success and distractor preservation at equal (within 0.1 dB) or "
-           "better background PSNR"] = bool(
-        ahead and d["success"] >= n["success"]
-        and d["distractor_preserved"] >= n["distractor_preserved"]
-        and d["bg_psnr"] >= n["bg_psnr"] - 0.1)
-    return dict(scenes=len(rows), distractor_scenes=sum(r["distractor"] for r in rows),
+    n = by_kind[judged]["nti"]
+    for m in edited[1:]:
+        d = by_kind[judged][m]
+        ahead = (d["success"], d["distractor_preserved"]) != (n["success"], n["distractor_preserved"])
+        name = "DPL" if m == "dpl-lean" else f"DPL ({m[4:]} preset)"
+        claims[f"{name} edits ahead on success and distractor preservation at equal (within 0.1 dB) "
+               "or better background PSNR"] = bool(
+            ahead and d["success"] >= n["success"]
+            and d["distractor_preserved"] >= n["distractor_preserved"]
+            and d["bg_psnr"] >= n["bg_psnr"] - 0.1)
+    return dict(scenes=len(rows), distractor_scenes=len(distractor_rows),
                 steps=rows[0]["steps"], thresholds=THRESHOLDS.tolist(), iou_curves=curves,
                 ablation=ablation,
                 ablation_copied_scenes=sum(bool(r.get("ablation_copied")) for r in rows),
-                edits=edits,
-                edits_distractor_scenes=(edit_means("edits", [r for r in rows if r["distractor"]])
-                                         if any(r["distractor"] for r in rows) else None),
-                edits_shape=edit_means("edits_shape", rows), cost=cost, claims=claims)
+                judged=judged, edits=by_kind["edits"],
+                edits_distractor_scenes=(edit_means("edits", distractor_rows)
+                                         if distractor_rows else None),
+                edits_shape=by_kind["edits_shape"],
+                edits_shape_distractor_scenes=(edit_means("edits_shape", distractor_rows)
+                                               if distractor_rows else None),
+                cost=cost, claims=claims)
