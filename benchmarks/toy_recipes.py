@@ -21,7 +21,7 @@ from _results import write_result
 from dpl_nb.models import load_bundle
 from dpl_nb.toyworld import is_distractor, without_colours
 from dpl_nb.toymoset import toymo_set
-from dpl_nb.toymodel import ToyTrainConfig
+from dpl_nb.toytrain import ToyTrainConfig
 from dpl_nb.toymaps import map_quality, noun_maps
 
 CONFIG_KEYS = ("steps", "batch_size", "p_colour_words", "channels", "layers_per_block", "object_attention", "seed")

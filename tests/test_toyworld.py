@@ -150,7 +150,7 @@ def test_the_kept_v2_training_snapshot_loads():
     from dpl_nb.toymodel import bundle_world
     folder = TOY_MODEL
     assert bundle_world(load_bundle(folder)) == "coats"
-    from dpl_nb.toymodel import _earlier_weights  # what a warm start from the folder reads
+    from dpl_nb.toytrain import _earlier_weights  # what a warm start from the folder reads
     meta = json.loads((folder / "dpl_nb.json").read_text())
     config, weights, lineage = _earlier_weights(str(folder))
     assert lineage[-1]["step"] == meta["step"] and config == meta["config"] and len(weights) > 0

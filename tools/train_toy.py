@@ -25,7 +25,7 @@ import torch
 
 from dpl_nb.models import TOY_MODEL
 from dpl_nb.toyworld import WORLDS
-from dpl_nb.toymodel import ToyTrainConfig, train_toy_model
+from dpl_nb.toytrain import ToyTrainConfig, train_toy_model
 from dpl_nb.toymaps import ship_toy_model
 from dpl_nb.toyjudge import judge_accuracy, save_judge, train_judge
 
