@@ -30,6 +30,7 @@ scenes recorded. Writes benchmarks/results/edit_leakage.json (ToyMO-Set's seed 2
                                       [--distractor 40] [--ordinary 20] [--steps 50] [--workers N] [--out FILE]
                                       [--methods nti,dpl,dpl_lean,direct] [--dpl-set KEY=VALUE ...]
                                       [--self-replace 0.5] [--cross-replace 0.8] [--blend-threshold 0.3]
+                                      [--blend-words both|source] [--redo dpl]
 """
 import argparse
 import base64
@@ -112,7 +113,7 @@ def dpl_settings(preset: str, settings: list[str]):
 
 
 def method_record(bundle, judge, scene, config, steps: int, self_replace: float = 0.4,
-                  blend_threshold: float = 0.3, cross_replace: float = 0.8) -> dict:
+                  blend_threshold: float = 0.3, cross_replace: float = 0.8, blend_words: str = "both") -> dict:
     """Invert `scene` (NTI when `config` is None, Direct Inversion when 'direct', else DPL with that DPLConfig or
     preset), swap its first noun, judge and score the edit"""
     old, new, target = swap_target(scene)
@@ -126,7 +127,8 @@ def method_record(bundle, judge, scene, config, steps: int, self_replace: float 
     maps = sampled_maps(bundle, inversion)
     sweep = word_ious(maps, positions, scene.masks, THRESHOLDS).mean(0)
     mass = map_mass(maps, positions, scene.masks)  # (nouns, objects + background)
-    result = edit(bundle, inversion, target, blend_words=(old, new), progress=False,
+    blend = (old, new) if blend_words == "both" else (old, ())  # "source": the source noun's map alone
+    result = edit(bundle, inversion, target, blend_words=blend, progress=False,
                   self_replace_steps=self_replace, blend_threshold=blend_threshold,
                   cross_replace_steps=cross_replace)
     coats = judge.outline_head is not None  # a coat world: an outline the caption never names
@@ -147,20 +149,22 @@ def method_record(bundle, judge, scene, config, steps: int, self_replace: float 
 
 def _record(job) -> dict:
     "One scene's record in a worker process (model, judge and scenes loaded once per process)"
-    index, args = job
+    index, args, earlier = (*job, None) if len(job) == 2 else job
     state = worker_state(args["model"], args["judge"], args["seed"])
     scene = state["scenes"][index]
     _, new, target = swap_target(scene)
     record = dict(scene=index, distractor=bool(is_distractor(scene)), prompt=scene.braced, target=target,
                   steps=args["steps"], settings=args["settings"], machine=f"{platform.machine()}, {os.cpu_count()} CPUs", torch=torch.__version__)
+    if earlier is not None:  # --redo: the other methods' records stay as they were
+        record = dict(earlier, redone=sorted(set(earlier.get("redone", [])) | set(args["redo"])))
     for key, preset in (("nti", None), ("dpl", dpl_settings(args["preset"], args["dpl_set"])), ("dpl_lean", "lean"),
                         ("dpl_anchor", with_options("lean", anchor=True)), ("direct", "direct")):
-        if key not in args["methods"]:
+        if key not in args["methods"] or (earlier is not None and key not in args["redo"]):
             continue
         torch.manual_seed(0)
         record[key] = method_record(state["bundle"], state["judge"], scene, preset, args["steps"],
                                     args["self_replace"], args["blend_threshold"],
-                                    args["cross_replace"])
+                                    args["cross_replace"], args.get("blend_words", "both"))
     return record
 
 
@@ -227,6 +231,12 @@ def main():
     parser.add_argument("--cross-replace", type=float, default=0.8,
                         help="P2P's cross_replace_steps (the swapped word's maps are the source's), every method")
     parser.add_argument("--blend-threshold", type=float, default=0.3, help="P2P's local-blend threshold, every method")
+    parser.add_argument("--blend-words", default="both", choices=("both", "source"),
+                        help="the local blend's words: the old and the new noun (both: P2P's) or the old noun alone, "
+                             "in the source row's maps (source), every method")
+    parser.add_argument("--redo", default="", help="comma-separated methods to run again on the scenes already "
+                        "recorded, keeping the other methods' records (after a change to those methods' code); "
+                        "a redone record lists them under `redone`, and a rerun skips the scenes redone)")
     args = parser.parse_args()
     methods = tuple(m for m in known if m in args.methods.split(","))
     if not methods or set(args.methods.split(",")) - set(known):
@@ -250,6 +260,8 @@ def main():
                          "--blend-threshold one in [0, 1)")
     settings = dict(preset=args.preset, dpl_set=sorted(args.dpl_set), self_replace=args.self_replace,
                     blend_threshold=args.blend_threshold, cross_replace=args.cross_replace)
+    if args.blend_words != "both":
+        settings["blend_words"] = args.blend_words
     other = [r["scene"] for r in done.values() if r.get("settings", settings) != settings]
     if other:
         raise SystemExit(f"{records_path} holds records made with other settings (scenes {other[:5]}); "
@@ -259,9 +271,16 @@ def main():
         raise SystemExit(f"{records_path} holds records without {sorted(missing)}; move it away or use --methods")
     job_args = dict(model=args.model, judge=judge, seed=args.seed, preset=args.preset, steps=args.steps, methods=methods,
                     dpl_set=args.dpl_set, self_replace=args.self_replace, blend_threshold=args.blend_threshold,
-                    cross_replace=args.cross_replace,
+                    cross_replace=args.cross_replace, blend_words=args.blend_words,
                     settings=settings)
+    redo = tuple(m for m in methods if m in args.redo.split(","))
+    if args.redo and (not redo or set(args.redo.split(",")) - set(methods)):
+        raise SystemExit(f"--redo takes a comma-separated subset of --methods ({','.join(methods)}), got {args.redo!r}")
+    job_args["redo"] = redo
     todo = [(i, job_args) for i, _ in chosen if i not in done]
+    if redo:  # scenes recorded before, whose latest record has not had these methods run again
+        todo += [(i, job_args, done[i]) for i, _ in chosen
+                 if i in done and not set(redo) <= set(done[i].get("redone", []))]
     print(f"{world} world, seed {args.seed}: {len(chosen)} scenes, {len(todo)} to run", flush=True)
     start = time.perf_counter()
     report = lambda r: print(f"scene {r['scene']:3d} ({'look-alike' if r['distractor'] else 'ordinary'}) "
@@ -280,7 +299,7 @@ def main():
     scenes = dict(chosen)
     result = {"benchmark": "edit_leakage", "model": args.model, "world": world, "seed": args.seed, "preset": args.preset,
               "dpl_set": sorted(args.dpl_set), "self_replace_steps": args.self_replace, "cross_replace_steps": args.cross_replace,
-              "blend_threshold": args.blend_threshold,
+              "blend_threshold": args.blend_threshold, "blend_words": args.blend_words,
               "steps": args.steps, "guidance_scale": 7.5, "n_scenes": len(records),
               "methods": list(methods), "distractor": means([r for r in records if r["distractor"]], methods),
               "ordinary": means([r for r in records if not r["distractor"]], methods),

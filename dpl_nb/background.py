@@ -355,6 +355,7 @@ def anchor_regions(masks: BackgroundMasks,  # background_masks' clusters and lab
     from scipy.optimize import linear_sum_assignment
     s, r, words = masks.clusters.shape[-1], masks.background.shape[-1], list(nouns)
     maps = _word_maps(cross, nouns, s)
+    maps = maps / maps.flatten(1).sum(1).clamp_min(1e-12)[:, None, None]  # each word's share of its map
     foreground = np.isin(masks.clusters.numpy(), [c for c, l in enumerate(masks.labels) if l != "BG"])
     pieces = []
     for c, label in enumerate(masks.labels):
