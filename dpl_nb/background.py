@@ -349,13 +349,17 @@ def grow_labels(labels: np.ndarray,  # (H, W) int: a label >= 0 per seed pixel, 
 def anchor_regions(masks: BackgroundMasks,  # background_masks' clusters and labels
                    cross: torch.Tensor,  # (r, r, tokens) mean cross maps, as for background_masks
                    nouns: dict[str, Sequence[int]],  # background_masks' word -> positions
+                   by: str = "share",  # match each word's share of its map, or its "amount" (before)
                    ) -> dict[str, torch.Tensor]:
     "Each word's region `(r, r)`: a piece of a word cluster (one to one), grown over the word clusters"
     from scipy.ndimage import label as connected_pieces
     from scipy.optimize import linear_sum_assignment
     s, r, words = masks.clusters.shape[-1], masks.background.shape[-1], list(nouns)
+    if by not in ("share", "amount"):
+        raise ValueError(f"by must be 'share' or 'amount', got {by!r}")
     maps = _word_maps(cross, nouns, s)
-    maps = maps / maps.flatten(1).sum(1).clamp_min(1e-12)[:, None, None]  # each word's share of its map
+    if by == "share":  # each word's share of its map
+        maps = maps / maps.flatten(1).sum(1).clamp_min(1e-12)[:, None, None]
     foreground = np.isin(masks.clusters.numpy(), [c for c, l in enumerate(masks.labels) if l != "BG"])
     pieces = []
     for c, label in enumerate(masks.labels):

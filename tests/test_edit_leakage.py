@@ -56,3 +56,18 @@ def test_committed_results_are_the_toy_presets(name):
     assert (result["self_replace_steps"], result["cross_replace_steps"], result["blend_threshold"]) == (0.5, 0.8, 0.3)
     assert result["steps"] == 50 and set(result["methods"]) == {"nti", "dpl", "dpl_lean", "direct"}
     assert [sum(s["distractor"] for s in result["scenes"]), sum(not s["distractor"] for s in result["scenes"])] == [40, 20]
+
+
+def test_redo_runs_only_the_named_methods_and_keeps_the_other_records():
+    "`--redo direct` on a recorded scene: `direct` is computed again, the other methods' records stay as they were"
+    from edit_leakage import _record
+    from dpl_nb.models import TOY_MODEL
+    args = dict(model="toy", judge=str(TOY_MODEL / "judge"), seed=7, steps=10, settings={"preset": "toy"},
+                methods=("nti", "direct"), preset="toy", dpl_set=[], self_replace=0.5, blend_threshold=0.3,
+                cross_replace=0.8, blend_words="both", redo=("direct",))
+    fresh = _record((0, dict(args, methods=("direct",))))
+    earlier = dict(fresh, nti={"success": "kept as it was"}, direct={"success": "to be replaced"})
+    redone = _record((0, args, earlier))
+    assert redone["nti"] == {"success": "kept as it was"} and redone["redone"] == ["direct"]
+    assert {k: v for k, v in redone["direct"].items() if k != "seconds"} == \
+        {k: v for k, v in fresh["direct"].items() if k != "seconds"}
