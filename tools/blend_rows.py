@@ -62,7 +62,7 @@ def main():
         scene = state["scenes"][index]
         record = method_record(state["bundle"], state["judge"], scene, config, result["steps"],
                                result["self_replace_steps"], result["blend_threshold"],
-                               result["cross_replace_steps"])
+                               result["cross_replace_steps"], result.get("blend_words", "both"))
         per_step = [[cover(m[row:row + 1], scene.masks) for row in (0, 1)] for m in seen]
         other_by_edit_row = [s[1][1] for s in per_step]
         records.append(dict(
@@ -81,8 +81,9 @@ def main():
     out = ROOT / "tools" / "toy_runs" / "coats_v2" / f"blend_rows_seed{args.seed}.json"
     write_result({"note": __doc__.split("\n\n")[1].replace("\n", " "), "seed": args.seed, "source": name,
                   "cross_replace_steps": result["cross_replace_steps"], "steps": result["steps"],
-                  "columns": "covers are [edited object, other object] shares of their pixels; blend steps count "
-                             "from the blend's first step", "scenes": records}, out)
+                  "columns": "covers are [edited object, other object] shares of their pixels; first_blend_step "
+                             "and edit_row_covers_other_from are denoising steps (0 to steps - 1); steps_* count "
+                             "blend steps", "scenes": records}, out)
     print(f"-> {out}")
 
 
