@@ -236,7 +236,7 @@ def main():
                              "in the source row's maps (source), every method")
     parser.add_argument("--redo", default="", help="comma-separated methods to run again on the scenes already "
                         "recorded, keeping the other methods' records (after a change to those methods' code); "
-                        "a redone record lists them under `redone`, and a rerun skips the scenes redone)")
+                        "a redone record lists them under `redone`, and a rerun skips the scenes redone")
     args = parser.parse_args()
     methods = tuple(m for m in known if m in args.methods.split(","))
     if not methods or set(args.methods.split(",")) - set(known):
