@@ -112,7 +112,7 @@ def load_judge(folder=TOY_MODEL / "judge") -> ObjectJudge:
     "The shipped judge of object crops"
     path = str(Path(folder) / "judge.safetensors")
     with safe_open(path, "pt") as f:
-        world = (f.metadata() or {}).get("world", "shapes")  # judges saved before v2 judge shapes
+        world = (f.metadata() or {}).get("world", "shapes")  # no world in the file: a shapes judge
     judge, weights = ObjectJudge(world), load_file(path)
     missing = sorted(set(judge.state_dict()) - set(weights))
     if missing:

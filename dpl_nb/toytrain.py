@@ -229,7 +229,7 @@ def _start_training(config: ToyTrainConfig, models, device: str, checkpoint: Pat
         run.ema, run.lineage = _warm_start(config, params, device)
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
-        # config fields added since the checkpoint take their defaults
+        # config fields the checkpoint lacks take their defaults
         if {**asdict(ToyTrainConfig()), **state["config"]} != asdict(config):
             raise ValueError(f"{checkpoint} was written with another config {state['config']}; "
                              f"use a new run_dir")
