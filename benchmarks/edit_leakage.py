@@ -147,6 +147,18 @@ def method_record(bundle, judge, scene, config, steps: int, self_replace: float 
                 edited_png=_png(result.edited))
 
 
+def settings_match(recorded: dict, settings: dict, redo: tuple = ()) -> bool:
+    "Whether records made with `recorded` settings may join a run with `settings` (`--redo dpl` may change the preset)"
+    free = ("preset", "dpl_set") if "dpl" in redo else ()  # they reach the `dpl` column only
+    return ({k: v for k, v in recorded.items() if k not in free} == {k: v for k, v in settings.items() if k not in free})
+
+
+def to_redo(done: dict, scenes: list[int], redo: tuple, settings: dict) -> list[int]:
+    "The recorded `scenes` whose latest record has not had the `redo` methods run again with these settings"
+    return [i for i in scenes if i in done and not (set(redo) <= set(done[i].get("redone", []))
+                                                     and done[i].get("settings") == settings)]
+
+
 def _record(job) -> dict:
     "One scene's record in a worker process (model, judge and scenes loaded once per process)"
     index, args, earlier = (*job, None) if len(job) == 2 else job
@@ -156,7 +168,8 @@ def _record(job) -> dict:
     record = dict(scene=index, distractor=bool(is_distractor(scene)), prompt=scene.braced, target=target,
                   steps=args["steps"], settings=args["settings"], machine=f"{platform.machine()}, {os.cpu_count()} CPUs", torch=torch.__version__)
     if earlier is not None:  # --redo: the other methods' records stay as they were
-        record = dict(earlier, redone=sorted(set(earlier.get("redone", [])) | set(args["redo"])))
+        record = dict(earlier, settings=args["settings"],
+                      redone=sorted(set(earlier.get("redone", [])) | set(args["redo"])))
     for key, preset in (("nti", None), ("dpl", dpl_settings(args["preset"], args["dpl_set"])), ("dpl_lean", "lean"),
                         ("dpl_anchor", with_options("lean", anchor=True)), ("direct", "direct")):
         if key not in args["methods"] or (earlier is not None and key not in args["redo"]):
@@ -236,7 +249,8 @@ def main():
                              "in the source row's maps (source), every method")
     parser.add_argument("--redo", default="", help="comma-separated methods to run again on the scenes already "
                         "recorded, keeping the other methods' records (after a change to those methods' code); "
-                        "a redone record lists them under `redone`, and a rerun skips the scenes redone")
+                        "a redone record lists them under `redone`, and a rerun skips the scenes redone with the same settings; "
+                        "with dpl, --preset and --dpl-set may differ from the records'")
     args = parser.parse_args()
     methods = tuple(m for m in known if m in args.methods.split(","))
     if not methods or set(args.methods.split(",")) - set(known):
@@ -262,7 +276,10 @@ def main():
                     blend_threshold=args.blend_threshold, cross_replace=args.cross_replace)
     if args.blend_words != "both":
         settings["blend_words"] = args.blend_words
-    other = [r["scene"] for r in done.values() if r.get("settings", settings) != settings]
+    redo = tuple(m for m in methods if m in args.redo.split(","))
+    if args.redo and (not redo or set(args.redo.split(",")) - set(methods)):
+        raise SystemExit(f"--redo takes a comma-separated subset of --methods ({','.join(methods)}), got {args.redo!r}")
+    other = [r["scene"] for r in done.values() if not settings_match(r.get("settings", settings), settings, redo)]
     if other:
         raise SystemExit(f"{records_path} holds records made with other settings (scenes {other[:5]}); "
                          "move it away or use --out")
@@ -273,14 +290,10 @@ def main():
                     dpl_set=args.dpl_set, self_replace=args.self_replace, blend_threshold=args.blend_threshold,
                     cross_replace=args.cross_replace, blend_words=args.blend_words,
                     settings=settings)
-    redo = tuple(m for m in methods if m in args.redo.split(","))
-    if args.redo and (not redo or set(args.redo.split(",")) - set(methods)):
-        raise SystemExit(f"--redo takes a comma-separated subset of --methods ({','.join(methods)}), got {args.redo!r}")
     job_args["redo"] = redo
     todo = [(i, job_args) for i, _ in chosen if i not in done]
-    if redo:  # scenes recorded before, whose latest record has not had these methods run again
-        todo += [(i, job_args, done[i]) for i, _ in chosen
-                 if i in done and not set(redo) <= set(done[i].get("redone", []))]
+    if redo:
+        todo += [(i, job_args, done[i]) for i in to_redo(done, [i for i, _ in chosen], redo, settings)]
     print(f"{world} world, seed {args.seed}: {len(chosen)} scenes, {len(todo)} to run", flush=True)
     start = time.perf_counter()
     report = lambda r: print(f"scene {r['scene']:3d} ({'look-alike' if r['distractor'] else 'ordinary'}) "

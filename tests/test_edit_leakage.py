@@ -71,3 +71,15 @@ def test_redo_runs_only_the_named_methods_and_keeps_the_other_records():
     assert redone["nti"] == {"success": "kept as it was"} and redone["redone"] == ["direct"]
     assert {k: v for k, v in redone["direct"].items() if k != "seconds"} == \
         {k: v for k, v in fresh["direct"].items() if k != "seconds"}
+
+
+def test_redo_of_dpl_may_change_its_settings_and_reruns_each_scene_once():
+    "`--redo dpl` with another --dpl-set: the records join the run, and each scene is redone until it has those settings"
+    from edit_leakage import settings_match, to_redo
+    old = dict(preset="toy", dpl_set=["anchor=true"], self_replace=0.5, blend_threshold=0.3, cross_replace=0.8)
+    new = dict(old, dpl_set=["anchor=true", "beta_bg=0.01"])
+    assert settings_match(old, new, ("dpl",)) and not settings_match(old, new, ()) and not settings_match(old, new, ("nti",))
+    assert not settings_match(old, dict(new, self_replace=0.4), ("dpl",))  # P2P's settings reach every column
+    done = {0: dict(settings=old, redone=["dpl"]), 1: dict(settings=new, redone=["dpl"]), 2: dict(settings=new)}
+    assert to_redo(done, [0, 1, 2, 3], ("dpl",), new) == [0, 2]
+    assert to_redo(done, [0, 1, 2], ("dpl",), old) == [1, 2]
