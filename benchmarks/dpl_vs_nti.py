@@ -1,9 +1,8 @@
 """Dynamic Prompt Learning against null-text inversion on ToyMO-Set: attention IoU, cost, and local-blend edits.
 
 Seeded, CPU. Each scene is inverted at 50 steps (guidance 7.5) by canonical null-text inversion and by DPL (preset
-`lean`, `paper` with --preset paper, or `toy`: lean with the background threshold that calibrate_thresholds.py
-chose for the toy model). The attention maps of each inversion are those of sampling its
-reconstruction (the conditional pass, the bundle's attn_res layers), averaged over the steps, as the paper evaluates
+`lean`, `paper` with --preset paper, or `toy`: the toy model's settings, chapter 8). The attention maps of each
+inversion are those of sampling its reconstruction (the conditional pass, the bundle's attn_res layers), averaged over the steps, as the paper evaluates
 them; each braced noun's map is scored against its object's ToyMO-Set mask with the reference code's IoU protocol
 (threshold 0.3, and the sweep 0.0 ... 1.0). Each inversion is also edited (the first object's shape swapped, P2P
 defaults) with and without P2P's local blend on the swapped words, and the background PSNR outside the object's mask

@@ -396,8 +396,8 @@ def _demo_options(demo: argparse.ArgumentParser):
     demo.add_argument("--steps", type=_positive_int, default=50,
                       help="denoising steps (default: 50)")
     demo.add_argument("--preset", choices=PRESETS, default="toy",
-                      help="DPL settings (default: toy, lean with the toy model's calibrated "
-                           "background threshold; lean or paper: the paper's thresholds)")
+                      help="DPL settings (default: toy, the settings chosen for the toy model, "
+                           "chapter 8; lean or paper: the paper's thresholds)")
 
 
 # %% ../nbs/12_cli.ipynb #9d55ca52
