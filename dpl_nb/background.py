@@ -156,7 +156,8 @@ def _word_maps(cross: torch.Tensor,  # (r, r, tokens) mean cross-attention maps
                nouns: dict[str, Sequence[int]],  # word -> token positions (maps averaged)
                s: int,  # the self-attention resolution to repeat the maps to
                ) -> torch.Tensor:
-    "Each word's map `(words, s, s)`: positions averaged, repeated r -> s, normalised like the reference"
+    ("Each word's map `(words, s, s)`: positions averaged, repeated r -> s, "
+     "normalised like the reference")
     cross = torch.as_tensor(cross)
     maps = torch.stack([cross[..., list(p)].float().mean(-1) for p in nouns.values()])
     maps = F.interpolate(maps[None], size=(s, s), mode="nearest")[0]
@@ -333,7 +334,8 @@ def show_background(image,  # PIL image
 def grow_labels(labels: np.ndarray,  # (H, W) int: a label >= 0 per seed pixel, -1 elsewhere
                 inside: np.ndarray,  # (H, W) bool: where labels may spread
                 ) -> np.ndarray:
-    "`labels` spread over `inside` one ring of 4-neighbours at a time: each pixel takes its nearest seed's label"
+    ("`labels` spread over `inside` one ring of 4-neighbours at a time: "
+     "each pixel takes its nearest seed's label")
     labels, inside = np.array(labels), np.asarray(inside, bool)
     while True:
         padded = np.pad(np.where(labels >= 0, labels, np.iinfo(np.int64).max), 1,
@@ -349,9 +351,11 @@ def grow_labels(labels: np.ndarray,  # (H, W) int: a label >= 0 per seed pixel, 
 def anchor_regions(masks: BackgroundMasks,  # background_masks' clusters and labels
                    cross: torch.Tensor,  # (r, r, tokens) mean cross maps, as for background_masks
                    nouns: dict[str, Sequence[int]],  # background_masks' word -> positions
-                   by: str = "share",  # match each word's share of its map, or its "amount" (before)
+                   # match each word's share of its map, or its "amount" (before)
+                   by: str = "share",
                    ) -> dict[str, torch.Tensor]:
-    "Each word's region `(r, r)`: a piece of a word cluster (one to one), grown over the word clusters"
+    ("Each word's region `(r, r)`: a piece of a word cluster (one to one), "
+     "grown over the word clusters")
     from scipy.ndimage import label as connected_pieces
     from scipy.optimize import linear_sum_assignment
     s, r, words = masks.clusters.shape[-1], masks.background.shape[-1], list(nouns)
@@ -360,7 +364,8 @@ def anchor_regions(masks: BackgroundMasks,  # background_masks' clusters and lab
     maps = _word_maps(cross, nouns, s)
     if by == "share":  # each word's share of its map
         maps = maps / maps.flatten(1).sum(1).clamp_min(1e-12)[:, None, None]
-    foreground = np.isin(masks.clusters.numpy(), [c for c, l in enumerate(masks.labels) if l != "BG"])
+    foreground = np.isin(masks.clusters.numpy(),
+                         [c for c, l in enumerate(masks.labels) if l != "BG"])
     pieces = []
     for c, label in enumerate(masks.labels):
         if label != "BG":
@@ -368,7 +373,8 @@ def anchor_regions(masks: BackgroundMasks,  # background_masks' clusters and lab
             pieces += [found == i for i in range(1, n + 1)]
     seeds = np.full((s, s), -1)
     if pieces:
-        mass = torch.from_numpy(np.stack(pieces).reshape(len(pieces), -1)).float() @ maps.flatten(1).T
+        mass = (torch.from_numpy(np.stack(pieces).reshape(len(pieces), -1)).float()
+                @ maps.flatten(1).T)
         for p, k in zip(*linear_sum_assignment(mass.numpy(), maximize=True)):  # pieces x words
             seeds[pieces[p]] = k
     grown = grow_labels(seeds, foreground)

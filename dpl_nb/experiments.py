@@ -196,15 +196,16 @@ def run_claims(bundle: Bundle, path: str | os.PathLike, scenes: Sequence[tuple[i
 
 # %% ../nbs/11_experiments.ipynb #789202af
 def summarise(records: dict[int, dict],
-              judged: str = "edits_shape",  # the edit the claims are judged on: the noun swap, or "edits"
+              # the edit the claims are judged on: the noun swap, or "edits"
+              judged: str = "edits_shape",
               ) -> dict:
     "The four parts of paper_claims.json and the verdict on each claim, from scene records"
     rows = [records[k] for k in sorted(records)]
     if not rows:
         raise ValueError("no scene records to summarise; run run_claims first")
     if judged not in ("edits", "edits_shape"):
-        raise ValueError(f"judged must be 'edits_shape' (the noun swap) or 'edits' (the recolouring), "
-                         f"got {judged!r}")
+        raise ValueError(f"judged must be 'edits_shape' (the noun swap) or 'edits' "
+                         f"(the recolouring), got {judged!r}")
     if any("edits_shape" not in r for r in rows):
         raise ValueError("records without edits_shape were made before the recolouring; run "
                          "run_claims (or benchmarks/paper_claims.py) again to remake their edits")
@@ -237,10 +238,11 @@ def summarise(records: dict[int, dict],
     n = by_kind[judged]["nti"]
     for m in edited[1:]:
         d = by_kind[judged][m]
-        ahead = (d["success"], d["distractor_preserved"]) != (n["success"], n["distractor_preserved"])
+        ahead = ((d["success"], d["distractor_preserved"])
+                 != (n["success"], n["distractor_preserved"]))
         name = "DPL" if m == "dpl-lean" else f"DPL ({m[4:]} preset)"
-        claims[f"{name} edits ahead on success and distractor preservation at equal (within 0.1 dB) "
-               "or better background PSNR"] = bool(
+        claims[f"{name} edits ahead on success and distractor preservation at equal "
+               "(within 0.1 dB) or better background PSNR"] = bool(
             ahead and d["success"] >= n["success"]
             and d["distractor_preserved"] >= n["distractor_preserved"]
             and d["bg_psnr"] >= n["bg_psnr"] - 0.1)

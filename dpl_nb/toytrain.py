@@ -57,7 +57,9 @@ class ToyTrainConfig:
     channels: tuple[int, ...] = (32, 64, 64)  # UNet widths (toy_models)
     layers_per_block: int = 1
     object_attention: float = 0.1  # weight of the localisation loss (scenes without look-alikes)
-    lookalike_margin: float = 0.0  # > 0: look-alike scenes teach each noun to attend more to its own object than to the other by this much; 0: they teach no map
+    # > 0: look-alike scenes teach each noun to attend more to its own object than to the other
+    # by this much; 0: they teach no map
+    lookalike_margin: float = 0.0
     checkpoint_every: int = 50
     snapshot_every: int = 250
     world: str = "coats"  # the toy world of the scenes (WORLDS): "coats" (v2) or "shapes" (v1)
@@ -70,7 +72,8 @@ class ToyTrainConfig:
 # %% ../nbs/09e_toytrain.ipynb #52f0c9e4
 def scene_batch(seed: int, step: int, batch_size: int, p_empty: float = 0.0, **scene_kw
                 ) -> tuple[torch.Tensor, list[str], torch.Tensor, torch.Tensor]:
-    "Batch of `step`, from (seed, step) only: images in [-1, 1], captions, masks `(B, 3, 32, 32)`, look-alike rows `(B,)`"
+    ("Batch of `step`, from (seed, step) only: images in [-1, 1], captions, "
+     "masks `(B, 3, 32, 32)`, look-alike rows `(B,)`")
     rng = np.random.default_rng([seed, step])
     scenes = [random_scene(rng, **scene_kw) for _ in range(batch_size)]
     images = scene_images(scenes)
@@ -87,9 +90,11 @@ class ObjectAttention:
     "Controller keeping, with gradient, each taught noun's mean attention on and off its object"
     def __init__(self, nouns: torch.Tensor,  # (B, objects) each object's noun position, -1: none
                  masks: torch.Tensor,  # (B, objects, H, W) object masks; all zero: not taught
-                 lookalike: torch.Tensor | None = None,  # (B,) look-alike scenes: taught only the order, or nothing
+                 # (B,) look-alike scenes: taught only the order, or nothing
+                 lookalike: torch.Tensor | None = None,
                  margin: float = 0.0):  # the order's margin; 0: look-alike scenes teach no map
-        lookalike = torch.zeros(len(nouns), dtype=torch.bool, device=nouns.device) if lookalike is None else lookalike
+        lookalike = (torch.zeros(len(nouns), dtype=torch.bool, device=nouns.device)
+                     if lookalike is None else lookalike)
         taught = (nouns >= 0) & (masks.flatten(2).amax(-1) > 0)
         self.nouns, self.masks, self.margin = nouns, masks, margin
         self.valid = taught & ~lookalike[:, None]
@@ -115,7 +120,8 @@ class ObjectAttention:
         return probs
 
     def loss(self) -> torch.Tensor:
-        "FastComposer's localisation loss (mean attention off the object minus on it), plus the look-alikes' order"
+        ("FastComposer's localisation loss (mean attention off the object minus on it), "
+         "plus the look-alikes' order")
         loss = torch.tensor(0.0)
         if self.inside:
             loss = torch.stack(self.outside).mean() - torch.stack(self.inside).mean()
@@ -144,7 +150,8 @@ def _earlier_weights(init: str) -> tuple[dict, list, list]:
     if path.is_file():
         earlier = torch.load(path, map_location="cpu", weights_only=False)
         # a checkpoint keeps the legs before its own run; its own leg, up to its step, comes last
-        lineage = earlier.get("lineage", []) + [{"step": earlier["step"], "config": earlier["config"]}]
+        lineage = (earlier.get("lineage", [])
+                   + [{"step": earlier["step"], "config": earlier["config"]}])
         return earlier["config"], earlier["ema"]["shadow_params"], lineage
     # a snapshot or shipped model: fp16 weights
     if (path / "dpl_nb.json").is_file() and (path / "unet").is_dir():
@@ -181,7 +188,8 @@ def _warm_start(config: ToyTrainConfig, params: list, device: str) -> tuple[EMAM
 
 # %% ../nbs/09e_toytrain.ipynb #1373bd54
 def _log_row(done: int, rows: list[tuple], lr: float) -> dict:
-    "The log row of the steps in `rows`: mean loss, and the attention prior's means where it was taught"
+    ("The log row of the steps in `rows`: mean loss, "
+     "and the attention prior's means where it was taught")
     row = {"step": done, "loss": float(np.mean([r[0] for r in rows])), "lr": lr}
     taught = [r for r in rows if r[1] is not None]
     if taught:
@@ -207,7 +215,8 @@ class _Training:
 
     def checkpoint(self, done: int, config: ToyTrainConfig) -> dict:
         return {"step": done, "config": asdict(config), "unet": self.unet.state_dict(),
-                "text_encoder": self.text_encoder.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "text_encoder": self.text_encoder.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
                 "lr_scheduler": self.lr_scheduler.state_dict(), "ema": self.ema.state_dict(),
                 "lineage": self.lineage}
 
@@ -243,7 +252,8 @@ def _start_training(config: ToyTrainConfig, models, device: str, checkpoint: Pat
 # %% ../nbs/09e_toytrain.ipynb #da843556
 def _training_step(run: _Training, config: ToyTrainConfig, step: int, batch, alphas: torch.Tensor,
                    tokenizer, device: str) -> tuple[float, ObjectAttention]:
-    "One optimiser step on `batch`: the noise loss (and its value) and the attention prior it taught"
+    ("One optimiser step on `batch`: "
+     "the noise loss (and its value) and the attention prior it taught")
     images, captions, object_masks, lookalike = batch
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     noise = torch.randn(images.shape, generator=gen)
@@ -310,7 +320,8 @@ def train_toy_model(run_dir, config: ToyTrainConfig = ToyTrainConfig(), device: 
                 f.write(json.dumps(_log_row(done, rows, run.lr_scheduler.get_last_lr()[0])) + "\n")
             rows = []
         if done % config.snapshot_every == 0 or done == config.steps:
-            _snapshot(run, config, models, tokenizer, run_dir / "snapshots" / f"step_{done:06d}", done)
+            _snapshot(run, config, models, tokenizer, run_dir / "snapshots" / f"step_{done:06d}",
+                      done)
         if done % config.checkpoint_every == 0 or done == end:
             _atomic_torch_save(run.checkpoint(done, config), checkpoint)
     return run_dir
