@@ -66,6 +66,11 @@ def calibration_scenes(n: int, world: str = "shapes", seed: int = CALIBRATION_SE
 _STATE = {}
 
 
+def _key(run: dict) -> tuple:
+    "A run's scene: (seed, index); runs recorded before --seeds are the calibration seed's"
+    return run.get("seed", CALIBRATION_SEED), run["scene"]
+
+
 def run(job) -> dict:
     """One inversion of one calibration scene (NTI when beta_bg is None, else the DPL config with that beta_bg),
     edited and judged"""
@@ -91,7 +96,7 @@ def run(job) -> dict:
 
 def summary(runs: list[dict], nti: dict) -> dict:
     "Means over `runs` (one beta_bg, or NTI): IoU and its gain over NTI, cost, and the edits where they were made"
-    gains = [r["iou"] - nti[r.get("seed", CALIBRATION_SEED), r["scene"]]["iou"] for r in runs]
+    gains = [r["iou"] - nti[_key(r)]["iou"] for r in runs]
     row = dict(iou_dpl=float(np.mean([r["iou"] for r in runs])), iou_gain=float(np.mean(gains)),
                share_with_gain=float(np.mean([g > 0 for g in gains])),
                scenes_acted=sum(r["token_updates"] > 0 for r in runs),
@@ -108,7 +113,7 @@ def summary(runs: list[dict], nti: dict) -> dict:
 
 def choose(rows: list[dict], betas: list[float], rule: str = "iou", tolerance: float = 0.01) -> tuple[dict, float]:
     "Per-beta summary (and NTI's) and the chosen beta_bg by `rule`, among the values whose worst case is in budget"
-    nti = {(r.get("seed", CALIBRATION_SEED), r["scene"]): r for r in rows if r["beta_bg"] is None}
+    nti = {_key(r): r for r in rows if r["beta_bg"] is None}
     table = {str(beta): summary([r for r in rows if r["beta_bg"] == beta], nti) for beta in betas}
     allowed = [b for b in betas if table[str(b)]["unet_evals_max"] < LEAN_TARGET_MAX]
     if rule == "edit":
@@ -161,7 +166,7 @@ def main():
                 r = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut short by an interruption: that run is redone
-            done[(r.get("seed", CALIBRATION_SEED), r["scene"], r["beta_bg"])] = r
+            done[(*_key(r), r["beta_bg"])] = r
     shared = dict(model=args.model, judge=judge, scenes=args.scenes, distractor=args.distractor,
                   ordinary=args.ordinary, preset=args.preset, dpl_set=args.dpl_set, self_replace=args.self_replace)
     keys = [(seed, i, b) for seed in seeds for i, _ in scenes[seed] for b in [None, *betas]]
@@ -180,6 +185,7 @@ def main():
     table, chosen = choose(rows, betas, args.rule)
     all_scenes = [s for seed in seeds for _, s in scenes[seed]]
     nti_rows = [r for r in rows if r["beta_bg"] is None]
+    nti_by_scene = {_key(r): r for r in nti_rows}
     result = {
         "benchmark": "calibrate_thresholds", "model": args.model, "world": world, "preset": args.preset,
         "dpl_set": sorted(args.dpl_set), "base_beta_bg": base.losses.beta_bg, "steps": 50,
@@ -187,15 +193,14 @@ def main():
         "distractor_scenes": sum(is_distractor(s) for s in all_scenes),
         "scenes_checksum": scenes_checksum(all_scenes),
         "iou_nti": float(np.mean([r["iou"] for r in nti_rows])),
-        "nti": summary(nti_rows, {(r.get("seed", CALIBRATION_SEED), r["scene"]): r for r in nti_rows}),
+        "nti": summary(nti_rows, nti_by_scene),
         "betas": table, "reference_beta_bg": 0.7, "beta_bg": chosen,
         "rule": ("largest beta_bg whose mean IoU@0.3 gain over NTI is within 0.01 of the best" if args.rule == "iou" else
                  "success at least NTI's - 0.05, then the most look-alikes kept, then background PSNR, then the largest")
                 + f", worst case under {LEAN_TARGET_MAX} UNet evaluations",
-        "per_seed": {str(seed): {str(b): summary([r for r in rows if r.get("seed", CALIBRATION_SEED) == seed
-                                                   and r["beta_bg"] == b], {(r.get("seed", CALIBRATION_SEED),
-                                                                              r["scene"]): r for r in nti_rows})
-                                 for b in [None, *betas]} for seed in seeds} if len(seeds) > 1 else None,
+        "per_seed": {str(seed): {str(b): summary([r for r in rows if _key(r)[0] == seed and r["beta_bg"] == b],
+                                                 nti_by_scene) for b in [None, *betas]}
+                     for seed in seeds} if len(seeds) > 1 else None,
         "runs": rows, "seconds_inversions": sum(r["seconds"] for r in rows), "workers": args.workers,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__,
         "dpl_nb": dpl_nb.__version__,
