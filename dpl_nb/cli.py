@@ -23,11 +23,11 @@ from typing import Callable
 from PIL import Image, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['DTYPES', 'FIGURE_SUFFIXES', 'INVERSION_SUFFIXES', 'PRESETS', 'DEMO_SCENES', 'IOU_THRESHOLD', 'BAD_INPUT', 'COMMANDS',
-           'check_device', 'image_format', 'check_output', 'check_out_dir', 'check_image', 'check_prompt', 'save_image',
-           'save_figure', 'save_json', 'demo_scenes', 'blend_words', 'reweight_item', 'shown_steps', 'maps_figure',
-           'demo_figure', 'UsageError', 'build_parser', 'command', 'main', 'demo_command', 'invert_command',
-           'edit_command', 'show_command']
+__all__ = ['DTYPES', 'FIGURE_SUFFIXES', 'INVERSION_SUFFIXES', 'PRESETS', 'DEMO_SCENES', 'IOU_THRESHOLD', 'DEMO_CROSS_REPLACE',
+           'DEMO_SELF_REPLACE', 'BAD_INPUT', 'COMMANDS', 'check_device', 'image_format', 'check_output',
+           'check_out_dir', 'check_image', 'check_prompt', 'save_image', 'save_figure', 'save_json', 'demo_scenes',
+           'blend_words', 'reweight_item', 'shown_steps', 'maps_figure', 'demo_figure', 'UsageError', 'build_parser',
+           'command', 'main', 'demo_command', 'invert_command', 'edit_command', 'show_command']
 
 # %% ../nbs/12_cli.ipynb #1425a929
 _DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")
@@ -164,6 +164,8 @@ PRESETS = ("lean", "paper", "reference", "toy", "fast")
 # `dpl_nb demo` edits the first four look-alike scenes of ToyMO-Set: a fixed rule, no hand-picking
 DEMO_SCENES = 4
 IOU_THRESHOLD = 0.3  # the threshold of the demo's attention IoU, as in the paper's evaluation
+# P2P's settings of the demo's swap: benchmarks/edit_leakage.py's, so that the demo is its first scenes
+DEMO_CROSS_REPLACE, DEMO_SELF_REPLACE = 0.8, 0.5
 
 
 def demo_scenes(scenes: list,  # ToyMO-Set (toymoset.toymo_set)
@@ -644,7 +646,8 @@ def _demo_run(bundle, judge, scene, method: str, preset: str, steps: int, seed: 
     word_maps = [maps[..., w.positions].mean(-1) for w in words]
     ious = [float(np.asarray(attention_iou(m, mask, IOU_THRESHOLD)).reshape(-1)[0])
             for m, mask in zip(word_maps, scene.masks)]
-    result = edit(bundle, inversion, target, blend_words=([old], [new]), progress=progress)
+    result = edit(bundle, inversion, target, blend_words=([old], [new]), progress=progress,
+                  cross_replace_steps=DEMO_CROSS_REPLACE, self_replace_steps=DEMO_SELF_REPLACE)
     background = psnr(result.edited, scene.pil, mask=~grow_mask(scene.masks[0], 1))
     return dict(map=word_maps[0], edited=result.edited, iou=ious[0],
                 ious={w.word: v for w, v in zip(words, ious)},
@@ -699,8 +702,8 @@ def _demo_report(args, bundle, world: str, rows: list[dict], labels: dict, means
         model=bundle.model_id, world=world, steps=args.steps, preset=args.preset, seed=args.seed,
         guidance_scale=7.5, device=args.device, dtype=args.dtype, iou_threshold=IOU_THRESHOLD,
         edit="P2P word swap of the first object's braced noun (toymoset.swap_target; "
-             "cross_replace_steps 0.8, self_replace_steps 0.4) with a local blend on the old and "
-             "the new noun",
+             f"cross_replace_steps {DEMO_CROSS_REPLACE}, self_replace_steps {DEMO_SELF_REPLACE}) "
+             "with a local blend on the old and the new noun",
         maps="cross maps at the model's attn_res while sampling each inversion's reconstruction, "
              "averaged over steps",
         judged="success: the judge sees the new noun in the object's own colour where the first "

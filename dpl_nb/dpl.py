@@ -67,7 +67,7 @@ def _check_dpl_config(config: DPLConfig):
 
 # %% ../nbs/08_dpl.ipynb #133117d8
 # the toy model's constants, chosen on scenes outside the benchmark's (end of the chapter):
-TOY_BETA_BG = 0.05  # tau_bg at step 0
+TOY_BETA_BG = 0.01  # tau_bg at step 0
 TOY_LAMBDA_BG = 2.0  # weight of L_bg: its leftover peaks on the other object must not reach P2P's blend
 
 DPL_PRESETS = {
@@ -348,13 +348,14 @@ def _dpl_steps(bundle: Bundle, prompt: str, parsed, config: DPLConfig, trajector
     cross_layers = select_layers(bundle.unet, bundle.attn_res, "cross", bundle.latent_size)
     latent, start, steps = trajectory[-1], null, []
     bar = tqdm(scheduler.timesteps, desc="DPL", disable=not progress, leave=False)
+    phase = {"nti": "null text", "npi": "negative prompt", "direct": "direct inversion"}[config.inversion]
     for i, t in enumerate(bar):
         store.step = i
         with capture(bundle.unet, store, cross_layers):
             done = token_step(bundle, i, latent, t, prompt, tokens, positions, background, config,
                               store, cost, bar if progress else None, stop, leak)
         if progress:
-            bar.set_postfix_str(f"{done.updates} token updates, null text", refresh=True)
+            bar.set_postfix_str(f"{done.updates} token updates, {phase}", refresh=True)
         store.reset()
         _trace_step(trace, done, config.losses.thresholds(i), tokens, start_tokens)
         with torch.no_grad():

@@ -1,4 +1,5 @@
 "The edit-leakage benchmark's settings: DPL overrides from the command line and the blend-mask coverage it records."
+import json
 import sys
 from pathlib import Path
 
@@ -10,6 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from edit_leakage import blend_cover, dpl_settings  # noqa: E402
 
 from dpl_nb.dpl import DPL_PRESETS  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def test_dpl_settings_override_config_and_loss_fields():
@@ -50,8 +53,7 @@ def test_blend_cover_is_the_share_of_each_object_and_the_background():
 @pytest.mark.parametrize("name", ["edit_leakage.json", "edit_leakage_seed11.json"])
 def test_committed_results_are_the_toy_presets(name):
     "The committed runs were made as `--preset toy --dpl-set ...` before those settings became the preset: the same"
-    import json
-    result = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / name).read_text())
+    result = json.loads((RESULTS / name).read_text())
     assert dpl_settings(result["preset"], result["dpl_set"]) == DPL_PRESETS["toy"]
     assert (result["self_replace_steps"], result["cross_replace_steps"], result["blend_threshold"]) == (0.5, 0.8, 0.3)
     assert result["steps"] == 50 and set(result["methods"]) == {"nti", "dpl", "dpl_lean", "direct"}
@@ -83,3 +85,12 @@ def test_redo_of_dpl_may_change_its_settings_and_reruns_each_scene_once():
     done = {0: dict(settings=old, redone=["dpl"]), 1: dict(settings=new, redone=["dpl"]), 2: dict(settings=new)}
     assert to_redo(done, [0, 1, 2, 3], ("dpl",), new) == [0, 2]
     assert to_redo(done, [0, 1, 2], ("dpl",), old) == [1, 2]
+
+
+def test_demo_makes_the_benchmarks_edit():
+    "`dpl_nb demo` swaps with the P2P settings of the committed benchmark, so its scenes are the benchmark's first"
+    from dpl_nb.cli import DEMO_CROSS_REPLACE, DEMO_SELF_REPLACE
+    for name in ("edit_leakage.json", "edit_leakage_seed11.json"):
+        run = json.loads((RESULTS / name).read_text())
+        assert (run["cross_replace_steps"], run["self_replace_steps"]) == (DEMO_CROSS_REPLACE, DEMO_SELF_REPLACE)
+        assert (run["preset"], run["blend_words"]) == ("toy", "both")
