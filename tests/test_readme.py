@@ -58,3 +58,25 @@ def test_the_from_a_pipeline_snippet_runs(tmp_path):
     sd = scope["sd"]
     assert sd.unet.dtype == torch.float16 and sd.vae.dtype == torch.float32 and sd.model_id == str(tmp_path.resolve())
     assert type(sd.scheduler).__name__ == "DDIMScheduler"
+
+
+def test_demo_figure_is_the_benchmarks_first_scenes_and_the_prose_reads_it(page):
+    "demo.json (beside the figure) has the verdicts the demo paragraph describes, and equals the benchmark's records"
+    demo = json.loads((ROOT / "nbs" / "images" / "demo.json").read_text())
+    bench = {r["scene"]: r for r in map(json.loads, (RESULTS / "edit_leakage_scenes.jsonl").read_text().splitlines())}
+    assert demo["preset"] == "toy" and demo["steps"] == 50 and [s["scene"] for s in demo["scenes"]] == [0, 1, 5, 6]
+    scenes = {s["scene"]: s for s in demo["scenes"]}
+    for index, row in scenes.items():  # the demo's swap is the benchmark's: same verdicts, same background PSNR
+        for method in ("nti", "dpl"):
+            record = bench[index][method]
+            assert (row[method]["success"], row[method]["kept"]) == (record["success"], record["distractor_kept"])
+            assert abs(row[method]["bg_psnr"] - record["bg_psnr"]) < 0.01
+    said = {  # scene: (NTI swapped, NTI kept, DPL swapped, DPL kept), as the paragraph tells them
+        0: (True, False, True, False), 1: (False, True, False, True), 5: (None, False, True, True),
+        6: (None, False, True, True)}
+    for index, expected in said.items():
+        got = (scenes[index]["nti"]["success"], scenes[index]["nti"]["kept"],
+               scenes[index]["dpl"]["success"], scenes[index]["dpl"]["kept"])
+        assert all(e is None or e == g for e, g in zip(expected, got)), (index, got)
+    assert "In scenes 5 and 6 NTI's swap changes the giraffe beside the panda" in page
+    assert "enough for the judge to call it changed" in page and "Scene 1 is a swap the judge accepts from neither" in page
