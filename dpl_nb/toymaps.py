@@ -136,7 +136,7 @@ def show_noun_maps(scenes: list[Scene], maps: list[torch.Tensor], size: float = 
 
 # %% ../nbs/09c_toymaps.ipynb #0cb76a92
 def run_world(run_dir) -> str:
-    "The toy world a training run's snapshots were trained on (runs from before v2: 'shapes')"
+    "The toy world of a training run's snapshots ('shapes' when their config names none)"
     snapshots = sorted((Path(run_dir) / "snapshots").glob("step_*"))
     if not snapshots:
         raise FileNotFoundError(f"{run_dir} has no snapshots/step_*; train with train_toy_model "
