@@ -68,14 +68,16 @@ def _check_dpl_config(config: DPLConfig):
 # %% ../nbs/08_dpl.ipynb #133117d8
 # the toy model's constants, chosen on scenes outside the benchmark's (end of the chapter):
 TOY_BETA_BG = 0.01  # tau_bg at step 0
-TOY_LAMBDA_BG = 2.0  # weight of L_bg: its leftover peaks on the other object must not reach P2P's blend
+# weight of L_bg: its leftover peaks on the other object must not reach P2P's blend
+TOY_LAMBDA_BG = 2.0
 
 DPL_PRESETS = {
     # the reference code's settings, then the same with its BPE-piece quirk
     "paper": DPLConfig(nti=NTI_PRESETS["dpl"], reuse_cond=False, truncate=False),
     "reference": DPLConfig(nti=NTI_PRESETS["dpl"], reuse_cond=False, truncate=False, init="piece"),
     "lean": DPLConfig(),  # same losses and thresholds, canonical NTI, the cond. prediction reused
-    # the toy model's: its tau_bg and L_bg weight, anchored leakage, L_at off the background, Direct Inversion
+    # the toy model's: its tau_bg and L_bg weight, anchored leakage, L_at off the background,
+    # Direct Inversion
     "toy": DPLConfig(losses=LossConfig(beta_bg=TOY_BETA_BG, lambda_bg=TOY_LAMBDA_BG, anchor=True,
                                        at_region="objects"), inversion="direct"),
     "fast": DPLConfig(inversion="npi"),  # lean on negative-prompt inversion: no null-text updates
@@ -94,8 +96,8 @@ def dpl_config(config: DPLConfig | str = "lean") -> DPLConfig:
 
 
 def with_options(config: DPLConfig | str = "lean",  # a DPLConfig or a preset name
-                 at_region: str | None = None,  # LossConfig.at_region: "all" (the reference) or "objects"
-                 word_gradients: str | None = None,  # DPLConfig.word_gradients: "shared" or "own"
+                 at_region: str | None = None,  # LossConfig.at_region: "all" (reference), "objects"
+                 word_gradients: str | None = None,  # DPLConfig.word_gradients: "shared", "own"
                  anchor: bool | None = None,  # LossConfig.anchor: False (the reference) or True
                  ) -> DPLConfig:
     "`config` with the non-reference options that are not None set; with none, the preset itself"
@@ -103,8 +105,8 @@ def with_options(config: DPLConfig | str = "lean",  # a DPLConfig or a preset na
     losses = config.losses
     if at_region is not None: losses = replace(losses, at_region=at_region)
     if anchor is not None: losses = replace(losses, anchor=anchor)
-    return replace(config, losses=losses,
-                   word_gradients=config.word_gradients if word_gradients is None else word_gradients)
+    if word_gradients is None: word_gradients = config.word_gradients
+    return replace(config, losses=losses, word_gradients=word_gradients)
 
 # %% ../nbs/08_dpl.ipynb #d4b4519a
 def dynamic_words(tokenizer, prompt: str):
@@ -348,7 +350,8 @@ def _dpl_steps(bundle: Bundle, prompt: str, parsed, config: DPLConfig, trajector
     cross_layers = select_layers(bundle.unet, bundle.attn_res, "cross", bundle.latent_size)
     latent, start, steps = trajectory[-1], null, []
     bar = tqdm(scheduler.timesteps, desc="DPL", disable=not progress, leave=False)
-    phase = {"nti": "null text", "npi": "negative prompt", "direct": "direct inversion"}[config.inversion]
+    phase = {"nti": "null text", "npi": "negative prompt",
+             "direct": "direct inversion"}[config.inversion]
     for i, t in enumerate(bar):
         store.step = i
         with capture(bundle.unet, store, cross_layers):
