@@ -10,7 +10,10 @@ benchmarks/results/paper_claims_scenes.jsonl, so a crash loses at most the scene
 again continues where it stopped; the summary goes to benchmarks/results/paper_claims.json (atomically) with a figure
 of the IoU curves. Long: about 3-4 minutes of one CPU core per scene (more where DPL acts); use --workers.
 Records made before the recolouring (no "edits_shape") get their edits made again from fresh NTI and DPL-lean
-inversions (redo_edits, under a minute per scene); their IoU, ablation and cost parts are kept.
+inversions (redo_edits, under a minute per scene); their IoU, ablation and cost parts are kept. Each record carries
+a fingerprint of the settings each method ran with ("settings"); a method whose settings differ from the current
+ones (a record without "settings": its dpl-toy) is made again, alone (remake_methods: its IoU, cost and edits, and
+the ablation if it is dpl-lean), and the record names it under "remade"; the rest of the record is kept.
 
     python benchmarks/paper_claims.py [--scenes 100] [--steps 50] [--workers N] [--no-ablation]
 
@@ -29,8 +32,8 @@ from tqdm.auto import tqdm
 
 import dpl_nb
 from _results import write_result
-from dpl_nb.experiments import (append_record, claims_jobs, compact_records, read_records, redo_edits, scene_record,
-                                summarise)
+from dpl_nb.experiments import (METHODS, append_record, claims_job, claims_jobs, compact_records, method_settings,
+                                read_records, summarise)
 from dpl_nb.models import load_bundle
 from dpl_nb.toymoset import toymo_set
 from dpl_nb.toyjudge import load_judge
@@ -42,15 +45,21 @@ _MACHINE = f"{platform.machine()}, {os.cpu_count()} CPUs"
 
 
 def _record(job) -> dict:
-    "One scene's record, or an old record's edits made again, in a worker process (model and judge loaded once)"
-    index, steps, ablation, old = job
+    "One job of claims_jobs (a new scene, an old record's stale methods or edits made again) in a worker process"
+    (index, old, methods), steps, ablation = job
     torch.set_num_threads(1)
     if not _STATE:
         _STATE.update(bundle=load_bundle("toy"), judge=load_judge(), scenes=toymo_set())
     bundle, scene, judge = _STATE["bundle"], _STATE["scenes"][index], _STATE["judge"]
-    if old is not None:
-        return dict(redo_edits(bundle, old, scene, judge), edits_machine=_MACHINE, edits_torch=torch.__version__)
-    return dict(scene_record(bundle, index, scene, judge, steps, ablation), machine=_MACHINE, torch=torch.__version__)
+    record = claims_job(bundle, (index, old, methods), scene, judge, steps, ablation)
+    if old is None:
+        return dict(record, machine=_MACHINE, torch=torch.__version__)
+    made_by = {}
+    if methods:
+        made_by.update(remade_machine=_MACHINE, remade_torch=torch.__version__)
+    if "edits_shape" not in old:
+        made_by.update(edits_machine=_MACHINE, edits_torch=torch.__version__)
+    return dict(record, **made_by)
 
 
 def main():
@@ -70,8 +79,13 @@ def main():
     if stale:
         raise SystemExit(f"{records_path} holds records made with {sorted(stale)} steps; move it away or use --steps")
     jobs = claims_jobs(done, range(args.first_scene, args.scenes))
-    todo = [(i, args.steps, not args.no_ablation, old) for i, old in jobs]
-    print(f"{sum(j[3] is None for j in todo)} scenes to record, {sum(j[3] is not None for j in todo)} to re-edit")
+    todo = [(job, args.steps, not args.no_ablation) for job in jobs]
+    remakes = {m: sum(old is not None and m in methods for _, old, methods in jobs) for m in METHODS}
+    which = ", ".join(f"{m} in {n}" for m, n in remakes.items() if n)
+    print(f"{sum(old is None for _, old, _ in jobs)} scenes to record, "
+          f"{sum(old is not None and 'edits_shape' not in old for _, old, _ in jobs)} to re-edit, "
+          f"{sum(old is not None and bool(methods) for _, old, methods in jobs)} with stale methods to remake"
+          + (f" ({which})" if which else ""))
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc="scenes")
     if args.workers > 1:
@@ -93,8 +107,11 @@ def main():
                    edits_redone_scenes=sum("edits_redone" in r for k, r in done.items() if k < args.scenes),
                    edits_redone_same_unet_evals=sum(r.get("edits_redone", {}).get("same_unet_evals", False)
                                                     for k, r in done.items() if k < args.scenes),
+                   remade_scenes=sum(bool(r.get("remade")) for k, r in done.items() if k < args.scenes),
+                   remade_methods={m: sum(m in r.get("remade", ()) for k, r in done.items() if k < args.scenes)
+                                   for m in METHODS},
                    machines=sorted({r.get("machine", "unrecorded") for k, r in done.items() if k < args.scenes}),
-                   torch=torch.__version__, dpl_nb=dpl_nb.__version__)
+                   settings=method_settings(), torch=torch.__version__, dpl_nb=dpl_nb.__version__)
     out = write_result(summary, args.out)
     import matplotlib
     matplotlib.use("Agg")

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -16,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .dpl import DPL_PRESETS, DPLConfig, dpl_invert, sampled_maps
-from .inversion import Inversion, invert
+from .inversion import NTIConfig, Inversion, invert, nti_config
 from .metrics import (THRESHOLDS, background_preservation, distractor_preserved,
                             edit_success, word_ious)
 from .models import Bundle
@@ -26,8 +27,9 @@ from .toyworld import Scene, is_distractor
 from .toymoset import recolour_target, swap_target
 
 # %% auto #0
-__all__ = ['METHODS', 'EDITED', 'ABLATION', 'ablation_config', 'invert_by', 'edit_records', 'scene_record', 'redo_edits',
-           'read_records', 'append_record', 'compact_records', 'claims_jobs', 'run_claims', 'summarise']
+__all__ = ['METHODS', 'EDITED', 'ABLATION', 'ablation_config', 'invert_by', 'settings_digest', 'method_settings', 'edit_records',
+           'scene_record', 'remake_methods', 'redo_edits', 'read_records', 'append_record', 'compact_records',
+           'stale_methods', 'claims_jobs', 'claims_job', 'run_claims', 'summarise']
 
 # %% ../nbs/11_experiments.ipynb #bb36774f
 METHODS = ("ddim", "nti", "dpl-paper", "dpl-lean", "dpl-toy")  # dpl-X: DPL with the preset X
@@ -63,6 +65,18 @@ def invert_by(bundle: Bundle, scene: Scene, method: str, num_steps: int = 50,
                           progress=False)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
+# %% ../nbs/11_experiments.ipynb #cbb08cd4
+def settings_digest(config: DPLConfig | NTIConfig) -> str:
+    "A short stable fingerprint of inversion settings: 12 hex digits of the sha256 of their fields"
+    return hashlib.sha256(repr(dataclasses.asdict(config)).encode()).hexdigest()[:12]
+
+
+def method_settings() -> dict[str, str]:
+    "The fingerprint of the settings each of `METHODS` runs with in `invert_by`"
+    return {m: ("ddim" if m == "ddim" else
+                settings_digest(nti_config() if m == "nti" else DPL_PRESETS[m[4:]]))
+            for m in METHODS}
+
 # %% ../nbs/11_experiments.ipynb #82e11b78
 def _sweep(bundle: Bundle, inversion: Inversion, scene: Scene) -> list[float]:
     "Mean IoU over the scene's nouns at each of `THRESHOLDS`"
@@ -96,32 +110,77 @@ def edit_records(bundle: Bundle, inversions: dict[str, Inversion], scene: Scene,
             for key, kind in (("edits", "recolour"), ("edits_shape", "shape"))}
 
 # %% ../nbs/11_experiments.ipynb #a986a035
+def _method_record(bundle: Bundle, scene: Scene, method: str, num_steps: int
+                   ) -> tuple[Inversion, dict]:
+    "One method's inversion of the scene and its part of a record: IoU sweep, IoU at 0.3, cost"
+    start = time.perf_counter()
+    inversion = invert_by(bundle, scene, method, num_steps)
+    seconds = time.perf_counter() - start
+    sweep = _sweep(bundle, inversion, scene)
+    return inversion, dict(iou_sweep=sweep, iou=sweep[int(np.flatnonzero(THRESHOLDS == 0.3)[0])],
+                           unet_evals=inversion.cost.total, seconds=seconds)
+
+
+def _ablation_rows(bundle: Bundle, scene: Scene, lean: Inversion, lean_iou: float,
+                   num_steps: int) -> tuple[dict, bool]:
+    "The ablation's IoU at 0.3 per loss subset, and whether they are copies of DPL-lean's (`lean`)"
+    at = int(np.flatnonzero(THRESHOLDS == 0.3)[0])
+    # no token update with all three losses: no subset updates either, so each subset's
+    # inversion is DPL-lean's
+    copied = not any(lean.trace["token_updates"])
+    rows = {}
+    for name, losses in ABLATION.items():
+        if name == "all three" or copied:
+            rows[name] = lean_iou
+            continue
+        inversion = invert_by(bundle, scene, "dpl", num_steps, config=ablation_config(losses))
+        rows[name] = _sweep(bundle, inversion, scene)[at]
+    return rows, copied
+
+
 def scene_record(bundle: Bundle, index: int, scene: Scene, judge, num_steps: int = 50,
                  ablation: bool = True,  # also run the six other loss subsets of DPL-lean
                  ) -> dict:
     "What the paper's claims need from one ToyMO-Set scene: IoU sweeps, ablation, edits and cost"
+    settings = method_settings()
     record = dict(scene=index, prompt=scene.braced, distractor=bool(is_distractor(scene)),
-                  steps=num_steps, methods={}, ablation={})
+                  steps=num_steps, methods={}, ablation={}, ablation_copied=False)
     inversions = {}
     for method in METHODS:
-        start = time.perf_counter()
-        inversions[method] = inversion = invert_by(bundle, scene, method, num_steps)
-        seconds = time.perf_counter() - start
-        sweep = _sweep(bundle, inversion, scene)
-        record["methods"][method] = dict(iou_sweep=sweep,
-                                         iou=sweep[int(np.flatnonzero(THRESHOLDS == 0.3)[0])],
-                                         unet_evals=inversion.cost.total, seconds=seconds)
-    at = int(np.flatnonzero(THRESHOLDS == 0.3)[0])
-    # no token update with all three losses: no subset updates either, so each subset's
-    # inversion is DPL-lean's
-    record["ablation_copied"] = ablation and not any(inversions["dpl-lean"].trace["token_updates"])
-    for name, losses in (ABLATION.items() if ablation else ()):
-        if name == "all three" or record["ablation_copied"]:
-            record["ablation"][name] = record["methods"]["dpl-lean"]["iou"]
-            continue
-        inversion = invert_by(bundle, scene, "dpl", num_steps, config=ablation_config(losses))
-        record["ablation"][name] = _sweep(bundle, inversion, scene)[at]
-    return dict(record, **edit_records(bundle, inversions, scene, judge))
+        inversions[method], record["methods"][method] = _method_record(bundle, scene, method,
+                                                                       num_steps)
+    if ablation:
+        record["ablation"], record["ablation_copied"] = _ablation_rows(
+            bundle, scene, inversions["dpl-lean"], record["methods"]["dpl-lean"]["iou"], num_steps)
+    return dict(record, **edit_records(bundle, inversions, scene, judge), settings=settings)
+
+
+def remake_methods(bundle: Bundle, record: dict, scene: Scene, judge,
+                   methods: Sequence[str],  # some of `METHODS`, made with their current settings
+                   ablation: bool = True,  # with DPL-lean, also run the ablation again
+                   ) -> dict:
+    "`record` with `methods` made again: their IoU, cost and edits (and with DPL-lean the ablation)"
+    if not methods or set(methods) - set(METHODS):
+        raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {tuple(methods)}")
+    settings = method_settings()
+    record = dict(record, methods=dict(record["methods"]))
+    inversions = {}
+    for method in methods:
+        inversions[method], record["methods"][method] = _method_record(bundle, scene, method,
+                                                                       record["steps"])
+    if "edits_shape" in record:  # (a record without it gets all its edits from redo_edits)
+        for key, kind in (("edits", "recolour"), ("edits_shape", "shape")):
+            record[key] = dict(record[key], **{
+                m: _edit_record(bundle, inversions[m], scene, judge, kind)
+                for m in methods if m in EDITED})
+    if "dpl-lean" in methods:  # the ablation's rows are DPL-lean with losses switched off
+        record["ablation"], record["ablation_copied"] = ({}, False)
+        if ablation:
+            record["ablation"], record["ablation_copied"] = _ablation_rows(
+                bundle, scene, inversions["dpl-lean"], record["methods"]["dpl-lean"]["iou"],
+                record["steps"])
+    remade = set(record.get("remade", ())) | set(methods)
+    return dict(record, settings=settings, remade=[m for m in METHODS if m in remade])
 
 
 def redo_edits(bundle: Bundle, record: dict, scene: Scene, judge) -> dict:
@@ -173,23 +232,44 @@ def compact_records(path: str | os.PathLike) -> int:
     return lines - len(records)
 
 # %% ../nbs/11_experiments.ipynb #84d04812
-def claims_jobs(done: dict[int, dict], indices: Sequence[int]) -> list[tuple[int, dict | None]]:
-    "What a run has to do: `(index, None)` records a scene, `(index, record)` remakes its edits"
-    return ([(i, None) for i in indices if i not in done] +
-            [(i, done[i]) for i in indices if i in done and "edits_shape" not in done[i]])
+def stale_methods(record: dict, settings: dict[str, str] | None = None) -> tuple[str, ...]:
+    "The `METHODS` `record` lacks or made with other `settings` (default: `method_settings()`)"
+    current = method_settings() if settings is None else settings
+    # records without settings were made after the last change to every preset but toy's, so
+    # their DPL-toy parts alone are stale (and their NTI, DPL-paper and DPL-lean are not redone)
+    recorded = record.get("settings", dict(current, **{"dpl-toy": None}))
+    return tuple(m for m in METHODS if m not in record["methods"] or recorded.get(m) != current[m])
+
+
+def claims_jobs(done: dict[int, dict], indices: Sequence[int],
+                settings: dict[str, str] | None = None,  # default: `method_settings()`
+                ) -> list[tuple[int, dict | None, tuple[str, ...]]]:
+    "A run's work: `(index, None, METHODS)` records a scene, `(index, record, stale)` remakes parts"
+    current = method_settings() if settings is None else settings
+    old = [(i, done[i], stale_methods(done[i], current)) for i in indices if i in done]
+    # an old record's job remakes its stale methods and, without edits_shape, its edits
+    return ([(i, None, METHODS) for i in indices if i not in done] +
+            [job for job in old if job[2] or "edits_shape" not in job[1]])
+
+
+def claims_job(bundle: Bundle, job: tuple[int, dict | None, tuple[str, ...]], scene: Scene, judge,
+               num_steps: int = 50, ablation: bool = True) -> dict:
+    "The new record of one of `claims_jobs`'s jobs, `scene` its scene"
+    index, old, methods = job
+    if old is None:
+        return scene_record(bundle, index, scene, judge, num_steps, ablation)
+    record = remake_methods(bundle, old, scene, judge, methods, ablation) if methods else old
+    return record if "edits_shape" in record else redo_edits(bundle, record, scene, judge)
 
 
 def run_claims(bundle: Bundle, path: str | os.PathLike, scenes: Sequence[tuple[int, Scene]], judge,
                num_steps: int = 50, ablation: bool = True,
                progress: bool = True) -> dict[int, dict]:
-    "Record each scene not yet in the JSON-lines file `path`, remake old edits; return all records"
+    "Record each scene not yet in the JSON-lines file `path`, remake stale parts; return records"
     done, by_index = read_records(path), dict(scenes)
-    for index, old in tqdm(claims_jobs(done, list(by_index)), desc="scenes", disable=not progress):
-        scene = by_index[index]
-        if old is None:
-            record = scene_record(bundle, index, scene, judge, num_steps, ablation)
-        else:
-            record = redo_edits(bundle, old, scene, judge)
+    for job in tqdm(claims_jobs(done, list(by_index)), desc="scenes", disable=not progress):
+        index = job[0]
+        record = claims_job(bundle, job, by_index[index], judge, num_steps, ablation)
         append_record(path, record)
         done[index] = record
     return done
