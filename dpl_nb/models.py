@@ -578,7 +578,7 @@ class UNetCost:
 
 # %% ../nbs/01_models.ipynb #4b5f046f
 def wrapped_repr(name: str, fields: Sequence[str], width: int = 100) -> str:
-    "`name(field, ...)` in lines of at most `width` characters, fields whole, indented under the `(`"
+    "`name(field, ...)` in lines of at most `width` characters, fields whole, indented under `(`"
     pad, lines = " " * (len(name) + 1), [f"{name}("]
     for i, field in enumerate(fields):
         piece = field + (")" if i == len(fields) - 1 else ",")
