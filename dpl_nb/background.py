@@ -19,7 +19,7 @@ from PIL import Image
 from .attention import (AttentionStore, AttnLayer, attention_layers, capture, cross_maps,
                               select_layers, self_maps)
 from .inversion import check_num_steps, ddim_invert, encode_image, sized_bundle
-from .models import Bundle
+from .models import Bundle, wrapped_repr
 from .prompts import encode_prompts, parse_prompt
 
 # %% auto #0
@@ -74,10 +74,11 @@ class AttentionStatistics:
         return cross_maps(self.store, 0, self.cross_res, layers=self.cross_layers).float().cpu()
 
     def __repr__(self) -> str:
-        return (f"AttentionStatistics(self-attention {self.self_res}x{self.self_res} from "
-                f"{len(self.self_layers)} layers, cross-attention "
-                f"{self.cross_res}x{self.cross_res} from {len(self.cross_layers)} layers, "
-                f"{self.calls} UNet calls)")
+        s, c = self.self_res, self.cross_res
+        return wrapped_repr("AttentionStatistics", [
+            f"self-attention {s}x{s} from {len(self.self_layers)} layers",
+            f"cross-attention {c}x{c} from {len(self.cross_layers)} layers",
+            f"{self.calls} UNet calls"])
 
 # %% ../nbs/06_background.ipynb #f82d8b57
 @contextmanager
@@ -188,9 +189,10 @@ class BackgroundMasks:
 
     def __repr__(self) -> str:
         r = self.background.shape[-1]
-        note = "" if self.fallback is None else f", fallback: {self.fallback}"
-        return (f"BackgroundMasks({r}x{r}, background {self.background.float().mean():.0%} of the "
-                f"pixels, {len(self.labels)} clusters labelled {self.labels}{note})")
+        note = [] if self.fallback is None else [f"fallback: {self.fallback}"]
+        return wrapped_repr("BackgroundMasks", [
+            f"{r}x{r}", f"background {self.background.float().mean():.0%} of the pixels",
+            f"{len(self.labels)} clusters labelled {self.labels}", *note])
 
 # %% ../nbs/06_background.ipynb #d8aa3abe
 def _check_inputs(self_attention, cross, nouns, n_clusters) -> tuple[torch.Tensor, torch.Tensor,

@@ -164,7 +164,8 @@ PRESETS = ("lean", "paper", "reference", "toy", "fast")
 # `dpl_nb demo` edits the first four look-alike scenes of ToyMO-Set: a fixed rule, no hand-picking
 DEMO_SCENES = 4
 IOU_THRESHOLD = 0.3  # the threshold of the demo's attention IoU, as in the paper's evaluation
-# P2P's settings of the demo's swap: benchmarks/edit_leakage.py's, so that the demo is its first scenes
+# P2P's settings of the demo's swap: benchmarks/edit_leakage.py's, so that the demo is its first
+# scenes
 DEMO_CROSS_REPLACE, DEMO_SELF_REPLACE = 0.8, 0.5
 
 

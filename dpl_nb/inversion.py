@@ -21,7 +21,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .models import Bundle, UNetCost, UNetCounter, atomic_write, model_fingerprint, same_model
+from .models import (Bundle, UNetCost, UNetCounter, atomic_write, model_fingerprint,
+                           same_model, wrapped_repr)
 from .prompts import (encode_prompts, parse_prompt, span_positions,
                             tokenize_prompts, word_spans)
 
@@ -273,13 +274,13 @@ def _check_inversion(inversion: Inversion, bundle: Bundle):
 
 
 def _repr(self: Inversion) -> str:
-    "One line: method, prompt, model, steps, guidance, shapes and cost"
-    tokens = ("" if self.token_embeddings is None
-              else f", tokens={tuple(self.token_embeddings.shape)}")
-    return (f"Inversion(method={self.method!r}, prompt={self.prompt!r}, "
-            f"model_id={self.model_id!r}, steps={self.num_steps}, "
-            f"guidance_scale={self.guidance_scale}, latents={tuple(self.latents.shape)}"
-            f"{tokens}, cost={self.cost})")
+    "Method, prompt, model, steps, guidance, shapes and cost, wrapped at 100 characters"
+    tokens = ([] if self.token_embeddings is None
+              else [f"tokens={tuple(self.token_embeddings.shape)}"])
+    return wrapped_repr("Inversion", [
+        f"method={self.method!r}", f"prompt={self.prompt!r}", f"model_id={self.model_id!r}",
+        f"steps={self.num_steps}", f"guidance_scale={self.guidance_scale}",
+        f"latents={tuple(self.latents.shape)}", *tokens, f"cost={self.cost}"])
 
 
 def _check(self: Inversion, bundle: Bundle) -> Inversion:

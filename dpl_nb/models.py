@@ -16,7 +16,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
@@ -33,7 +33,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizerFast
 # %% auto #0
 __all__ = ['TINY_WORDS', 'TOY_MODEL', 'SUPPORTED', 'default_attn_res', 'Bundle', 'clip_bpe_tokenizer', 'sd_scheduler',
            'tiny_bundle', 'load_image', 'to_pil', 'check_supported', 'ddim_from', 'load_bundle', 'model_fingerprint',
-           'same_model', 'UNetCost', 'UNetCounter', 'atomic_write', 'save_text_encoder']
+           'same_model', 'UNetCost', 'wrapped_repr', 'UNetCounter', 'atomic_write', 'save_text_encoder']
 
 # %% ../nbs/01_models.ipynb #ef73c75d
 def default_attn_res(unet: UNet2DConditionModel) -> int:
@@ -575,6 +575,20 @@ class UNetCost:
     def __add__(self, other: UNetCost) -> UNetCost:
         return UNetCost(self.forward + other.forward, self.backward + other.backward,
                         self.partial + other.partial)
+
+# %% ../nbs/01_models.ipynb #4b5f046f
+def wrapped_repr(name: str, fields: Sequence[str], width: int = 100) -> str:
+    "`name(field, ...)` in lines of at most `width` characters, fields whole, indented under `(`"
+    pad, lines = " " * (len(name) + 1), [f"{name}("]
+    for i, field in enumerate(fields):
+        piece = field + (")" if i == len(fields) - 1 else ",")
+        if i == 0:
+            lines[-1] += piece
+        elif len(lines[-1]) + 1 + len(piece) <= width:
+            lines[-1] += " " + piece
+        else:
+            lines.append(pad + piece)
+    return "\n".join(lines) if fields else f"{name}()"
 
 # %% ../nbs/01_models.ipynb #bbbbb1bd
 class UNetCounter:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from .attention import AttentionStore, AttnLayer, capture, cross_maps, select_layers
 from .inversion import Inversion, sample
-from .models import Bundle, UNetCost, UNetCounter, to_pil
+from .models import Bundle, UNetCost, UNetCounter, to_pil, wrapped_repr
 from .prompts import (check_length, parse_prompt, refinement_mapper, replacement_mapper,
                             word_positions)
 
@@ -245,9 +245,10 @@ class EditResult:
         return self.edits[0]
 
     def __repr__(self) -> str:
-        mask = "" if self.mask is None else f", blend mask covers {self.mask.float().mean():.0%}"
-        return (f"EditResult(prompts={self.prompts!r}, latents={tuple(self.latents.shape)}{mask}, "
-                f"cost={self.cost})")
+        mask = [] if self.mask is None else [f"blend mask covers {self.mask.float().mean():.0%}"]
+        return wrapped_repr("EditResult", [f"prompts={self.prompts!r}",
+                                           f"latents={tuple(self.latents.shape)}", *mask,
+                                           f"cost={self.cost}"])
 
 # %% ../nbs/05_p2p.ipynb #9291a3c8
 def _positions(tokenizer, prompt: str, words, name: str) -> list[int]:
