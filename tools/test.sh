@@ -13,6 +13,6 @@ echo "== 3/4 package tests (pytest tests)"
 python -m pytest -q -p no:cacheprovider tests
 echo "== 4/4 book build (jupyter-book, executes every chapter, warnings are errors)"
 bash tools/build_book.sh
-echo "   the reader's check: no raw TeX, progress bars or stderr in the built pages (captions and widths reported)"
-python tools/check_book.py _build/html --summary --fail-on tex,progress,stderr
+echo "   the reader's check: no raw TeX, uncaptioned figures, lines over 100 characters, progress bars or stderr"
+python tools/check_book.py _build/html --summary --fail-on tex,captions,width,progress,stderr
 echo "all checks passed"
