@@ -105,7 +105,8 @@ def _floats(value):
 def _notes_markdown(chapter=CHAPTER, heading=NOTES) -> str:
     cells = json.loads(chapter.read_text())["cells"]
     start = next(i for i, c in enumerate(cells) if "".join(c["source"]).startswith(heading))
-    end = next(i for i, c in enumerate(cells) if i > start and "".join(c["source"]).startswith("## "))
+    end = next((i for i, c in enumerate(cells) if i > start and "".join(c["source"]).startswith("## ")),
+               len(cells))  # the next section, or the chapter's end
     return "\n".join("".join(c["source"]) for c in cells[start:end] if c["cell_type"] == "markdown")
 
 
