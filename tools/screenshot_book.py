@@ -5,7 +5,8 @@ MathJax to typeset, and measures in the rendered page (not in the HTML source, a
 - `page_scrolls_sideways`: the page itself is wider than the window;
 - `code_blocks_scrolling`: code and output blocks whose text is wider than the block (the reader scrolls it sideways);
 - `raw_tex`: TeX left in the visible text after typesetting (`$$`, `\\text{`, `\\frac{`, ...), code blocks excluded;
-- `uncaptioned_images`: images in the article that no figure caption belongs to;
+- `uncaptioned_images`: images in the article that no figure caption belongs to (the images an interactive widget
+  draws, such as chapter 3's map explorer, are controls, not figures: they are counted as `widget_images`);
 - `math_errors`: formulas MathJax could not typeset.
 Each page's screenshot (the whole page, stitched from 1280 x 4000 tiles, scaled by --scale) goes to --out as JPEG,
 with `report.json` beside it. Exit status 1 when any page has a problem.
@@ -38,7 +39,9 @@ MEASURE = r"""() => {
     const m = node.textContent.match(rawTex);
     if (m) tex.push(node.textContent.trim().slice(0, 120));
   }
-  const uncaptioned = [...article.querySelectorAll('img')].filter(img => {
+  const images = [...article.querySelectorAll('img')];
+  const widget = img => img.closest('.jupyter-widgets, .widget-subarea') !== null;
+  const uncaptioned = images.filter(img => !widget(img)).filter(img => {
     const fig = img.closest('figure');
     return !(fig && fig.querySelector('figcaption'));
   }).map(img => img.getAttribute('src').slice(0, 80));
@@ -51,6 +54,7 @@ MEASURE = r"""() => {
       .reduce((a, b) => a.length >= b.length ? a : b, '').slice(0, 120)),
     raw_tex: tex,
     uncaptioned_images: uncaptioned,
+    widget_images: images.filter(widget).length,
     figures: article.querySelectorAll('figure').length,
     math_errors: article.querySelectorAll('mjx-merror').length,
     formulas: article.querySelectorAll('mjx-container').length,
