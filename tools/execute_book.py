@@ -12,8 +12,6 @@ import logging
 from pathlib import Path
 
 import yaml
-from jupyter_cache import get_cache
-from jupyter_cache.executors import load_executor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +34,8 @@ def main():
     parser.add_argument("--cache", default=str(ROOT / "_build" / ".jupyter_cache"))
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell, as in _config.yml")
     args = parser.parse_args()
+    from jupyter_cache import get_cache  # (here, so that toc_pages can be imported without jupyter-cache)
+    from jupyter_cache.executors import load_executor
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cache = get_cache(args.cache)
     for page in toc_pages():

@@ -22,8 +22,9 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
 from PIL import Image
+
+from execute_book import toc_pages  # (tools/ is this script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, TILE = 1280, 4000
@@ -64,15 +65,7 @@ MEASURE = r"""() => {
 
 def pages(html: Path) -> list[tuple[str, Path]]:
     "The book's pages in the order of `_toc.yml`: (name, html file)"
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-    def walk(entries):
-        for entry in entries:
-            files.append(entry["file"])
-            walk(entry.get("sections", []))
-    for part in toc.get("parts", []):
-        walk(part["chapters"])
-    return [(Path(f).name, html / f"{f}.html") for f in files]
+    return [(page.stem, html / page.relative_to(ROOT).with_suffix(".html")) for page in toc_pages()]
 
 
 def shoot(page, height: int, scale: float) -> Image.Image:
