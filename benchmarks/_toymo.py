@@ -3,8 +3,6 @@ import math
 import statistics
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from dpl_nb.metrics import psnr
 from dpl_nb.toyworld import Scene, is_distractor
@@ -36,19 +34,6 @@ def summary(values: list) -> dict:
     return dict(mean=statistics.fmean(values), median=statistics.median(values), min=min(values), max=max(values))
 
 
-
-def regions_at(masks: np.ndarray, r: int, background: bool = True) -> torch.Tensor:
-    "Each object's mask (and, last, the background) as its area share of each cell of an r x r grid"
-    regions = np.concatenate([masks, ~masks.any(0, keepdims=True)]) if background else masks
-    return F.interpolate(torch.from_numpy(regions.astype(np.float32))[None], size=(r, r), mode="area")[0]
-
-
-def map_mass(maps: torch.Tensor, positions, masks: np.ndarray) -> np.ndarray:
-    "Share `(nouns, objects + 1)` of each noun's step-averaged map on each object's mask and (last) on the background"
-    r = maps.shape[1]
-    regions = regions_at(masks, r)  # (objects + 1, r, r)
-    nouns = torch.stack([maps.mean(0)[..., list(p)].mean(-1) for p in positions])          # (nouns, r, r)
-    return ((nouns[:, None] * regions).sum((-2, -1)) / nouns.sum((-2, -1))[:, None]).numpy()
 
 
 _WORKER = {}

@@ -37,11 +37,11 @@ import torch.nn.functional as F
 
 import dpl_nb
 from _results import write_result
-from _toymo import balanced_scenes, map_mass, psnr_outside, summary
+from _toymo import balanced_scenes, psnr_outside, summary
 from dpl_nb.dpl import DPL_PRESETS, dpl_invert, sampled_maps, with_options
 from dpl_nb.experiments import ablation_config
 from dpl_nb.inversion import invert
-from dpl_nb.metrics import THRESHOLDS, grow_mask, word_ious
+from dpl_nb.metrics import THRESHOLDS, grow_mask, map_mass, word_ious
 from dpl_nb.models import load_bundle
 from dpl_nb.p2p import edit
 from dpl_nb.prompts import parse_prompt

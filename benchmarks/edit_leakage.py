@@ -47,11 +47,12 @@ from PIL import Image
 
 import dpl_nb
 from _results import write_result
-from _toymo import map_mass, psnr_outside, worker_state
+from _toymo import psnr_outside, worker_state
 from dpl_nb.dpl import DPL_PRESETS, dpl_config, dpl_invert, sampled_maps, with_options
 from dpl_nb.experiments import append_record, compact_records, read_records
 from dpl_nb.inversion import invert
-from dpl_nb.metrics import THRESHOLDS, distractor_preserved, edit_success, grow_mask, word_ious
+from dpl_nb.metrics import (THRESHOLDS, distractor_preserved, edit_success, grow_mask, map_mass,
+                            word_ious)
 from dpl_nb.models import TOY_MODEL, load_bundle
 from dpl_nb.p2p import edit
 from dpl_nb.prompts import parse_prompt

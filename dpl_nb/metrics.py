@@ -22,8 +22,9 @@ from .toyworld import COLOURS, WORLDS, Scene
 from .toyjudge import judge_objects
 
 # %% auto #0
-__all__ = ['THRESHOLDS', 'attention_iou', 'word_ious', 'mse', 'psnr', 'ssim', 'grow_mask', 'background_preservation', 'load_dino',
-           'load_clip', 'structure_distance', 'clip_score', 'edit_success', 'distractor_preserved']
+__all__ = ['THRESHOLDS', 'attention_iou', 'word_ious', 'object_regions', 'map_mass', 'mse', 'psnr', 'ssim', 'grow_mask',
+           'background_preservation', 'load_dino', 'load_clip', 'structure_distance', 'clip_score', 'edit_success',
+           'distractor_preserved']
 
 # %% ../nbs/10_metrics.ipynb #e5b97d64
 # 0.0, 0.05, ..., 1.0: the sweep of the paper's Fig. 5a
@@ -90,6 +91,43 @@ def word_ious(maps: torch.Tensor,  # (r, r, 77) cross maps, or (T, r, r, 77): av
         return np.zeros((0, len(thresholds)))
     return np.stack([attention_iou(maps[..., list(p)].float().mean(-1), m, thresholds)
                      for p, m in zip(positions, masks)])
+
+# %% ../nbs/10_metrics.ipynb #597ae7b6
+def object_regions(masks,  # (M, H, W) bool: one mask per object
+                   r: int,  # the side of the maps' grid
+                   background: bool = True,  # add the background (no object) as a last region
+                   ) -> torch.Tensor:
+    "Each object's mask (and, last, the background) as its area share of each cell of an `r` x `r` grid"
+    masks = _bool_mask(masks, "masks")
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be (M, H, W), one per object, got shape {masks.shape}")
+    if background:
+        masks = np.concatenate([masks, ~masks.any(0, keepdims=True)])
+    regions = torch.from_numpy(masks.astype(np.float32))[None]
+    return F.interpolate(regions, size=(r, r), mode="area")[0]
+
+
+def map_mass(maps: torch.Tensor,  # (r, r, 77) cross maps, or (T, r, r, 77)
+             positions: Sequence[Sequence[int]],  # each word's tokens; its map is their mean
+             masks,  # (M, H, W) bool: the objects' masks
+             per_step: bool = False,  # keep the steps apart instead of averaging them
+             ) -> np.ndarray:
+    "Share of each word's map on each object and, last, on the background: `(K, M + 1)`, or `(T, K, M + 1)` per step"
+    maps = torch.as_tensor(maps).float()
+    if maps.ndim not in (3, 4) or (per_step and maps.ndim != 4):
+        raise ValueError(f"maps must be {'' if per_step else '(r, r, tokens) or '}(T, r, r, tokens)"
+                         f"{' with per_step' if per_step else ''}, got shape {tuple(maps.shape)}")
+    if any(len(p) == 0 for p in positions):
+        raise ValueError("positions: every word needs at least one token position, got "
+                         f"{list(positions)}")
+    steps = maps if maps.ndim == 4 else maps[None]
+    words = torch.stack([steps[..., list(p)].mean(-1) for p in positions], 1)  # (T, K, r, r)
+    if not per_step:
+        words = words.mean(0)
+    regions = object_regions(masks, maps.shape[-2])  # (M + 1, r, r)
+    mass = (words.unsqueeze(-3) * regions).sum((-2, -1))
+    return (mass / words.sum((-2, -1)).unsqueeze(-1)).numpy()
+
 
 # %% ../nbs/10_metrics.ipynb #27441b15
 def _pixels(image, name: str) -> np.ndarray:

@@ -10,22 +10,19 @@ when the own and other shares are close; DPL's anchor can only break the tie the
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from _toymo import map_mass, regions_at  # noqa: E402
-
-from dpl_nb.background import anchor_regions, find_background  # noqa: E402
-from dpl_nb.dpl import DPL_PRESETS  # noqa: E402
-from dpl_nb.models import load_bundle  # noqa: E402
-from dpl_nb.prompts import parse_prompt  # noqa: E402
-from dpl_nb.toymodel import bundle_world  # noqa: E402
-from dpl_nb.toymoset import toymo_set  # noqa: E402
-from dpl_nb.toyworld import is_distractor  # noqa: E402
+from dpl_nb.background import anchor_regions, find_background
+from dpl_nb.dpl import DPL_PRESETS
+from dpl_nb.metrics import map_mass, object_regions
+from dpl_nb.models import load_bundle
+from dpl_nb.prompts import parse_prompt
+from dpl_nb.toymodel import bundle_world
+from dpl_nb.toymoset import toymo_set
+from dpl_nb.toyworld import is_distractor
 
 
 def scene_record(bundle, scene, config) -> dict:
@@ -36,7 +33,7 @@ def scene_record(bundle, scene, config) -> dict:
     mass = map_mass(found.cross[None], parsed.positions, scene.masks)  # (nouns, objects + 1)
     regions = anchor_regions(masks, found.cross, parsed.by_word)
     r = found.cross.shape[0]
-    objects = regions_at(scene.masks, r, background=False)
+    objects = object_regions(scene.masks, r, background=False)
     anchor = [[float((regions[w.word].float() * o).sum()) for o in objects] for w in parsed.words]
     # where LocalBlend would paint: the noun's map over 0.3 of its peak; the share of the other object it covers
     peaked = [(m / m.max() > 0.3).float() for m in (found.cross[..., p].mean(-1) for p in parsed.positions)]
