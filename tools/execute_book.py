@@ -3,12 +3,20 @@
 `_config.yml` sets `execute_notebooks: cache`, so the build takes each page's outputs from `_build/.jupyter_cache`.
 `tools/build_book.sh` empties the cache, then runs this script with one torch thread per process: two kernels with
 one thread each finish the book in about half the time of one kernel with two. A page whose execution fails is not
-cached; the build then executes it again itself and stops on its error.
+cached, and this script prints its traceback and exits 1.
+
+This execution is also the notebook tests of CI: it runs exactly the cells that `nbdev_test` runs, since every cell
+that `nbdev_test` skips (a `#| notest` or other `tst_flags` flag of settings.ini) carries the book's `skip-execution`
+tag and no other cell does, which this script checks before executing anything.
 
     OMP_NUM_THREADS=1 python tools/execute_book.py   (one process per CPU core)
 """
 import argparse
+import configparser
+import json
 import logging
+import re
+import sys
 from pathlib import Path
 
 import yaml
@@ -29,6 +37,26 @@ def toc_pages() -> list[Path]:
     return [ROOT / f"{f}.ipynb" for f in files]
 
 
+def skip_mismatches(pages: list[Path]) -> list[str]:
+    "Cells that `nbdev_test` and the book would treat differently: a test flag without `skip-execution`, or the reverse"
+    settings = configparser.ConfigParser()
+    settings.read(ROOT / "settings.ini")
+    flags = settings["DEFAULT"].get("tst_flags", "").split()
+    flagged = re.compile(rf"^#\|\s*({'|'.join(map(re.escape, flags))})\s*$", re.M) if flags else None
+    found = []
+    for page in pages:
+        for i, cell in enumerate(json.loads(page.read_text())["cells"]):
+            if cell["cell_type"] != "code":
+                continue
+            tested = not (flagged and flagged.search("".join(cell["source"])))
+            executed = "skip-execution" not in cell["metadata"].get("tags", [])
+            if tested != executed:
+                found.append(f"{page.name} cell {i}: "
+                             + ("skipped by nbdev_test but executed by the book; tag it skip-execution" if executed
+                                else "tagged skip-execution but run by nbdev_test; add `#| notest` or drop the tag"))
+    return found
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache", default=str(ROOT / "_build" / ".jupyter_cache"))
@@ -37,13 +65,21 @@ def main():
     from jupyter_cache import get_cache  # (here, so that toc_pages can be imported without jupyter-cache)
     from jupyter_cache.executors import load_executor
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    pages = toc_pages()
+    if missing := sorted(set((ROOT / "nbs").glob("*.ipynb")) - set(pages)):
+        sys.exit(f"Notebooks that nbdev_test runs but _toc.yml lacks: {[p.name for p in missing]}")
+    if mismatches := skip_mismatches(pages):
+        sys.exit("The book and the notebook tests must run the same cells:\n  " + "\n  ".join(mismatches))
     cache = get_cache(args.cache)
-    for page in toc_pages():
+    for page in pages:
         cache.add_nb_to_project(str(page))
     executor = load_executor("local-parallel", cache, logger=logging.getLogger("execute_book"))
     result = executor.run_and_cache(timeout=args.timeout)
-    print(f"executed {len(result.succeeded)} pages; failed: {len(result.excepted) + len(result.errored)} "
-          f"{sorted(Path(p).name for p in result.excepted + result.errored)}")
+    failed = sorted(result.excepted + result.errored)
+    for uri in failed:
+        print(f"\n== {Path(uri).name} failed:\n{cache.get_project_record(uri).traceback}", file=sys.stderr)
+    print(f"executed {len(result.succeeded)} pages; failed: {len(failed)} {[Path(p).name for p in failed]}")
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
