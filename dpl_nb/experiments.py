@@ -86,7 +86,7 @@ def _sweep(bundle: Bundle, inversion: Inversion, scene: Scene) -> list[float]:
 
 
 def _edit_record(bundle: Bundle, inversion: Inversion, scene: Scene, judge, kind: str) -> dict:
-    "One P2P edit of the scene's first object, `kind` 'recolour' or 'shape', judged and scored"
+    "One P2P edit of the scene's first object, `kind` 'recolour' or 'shape' (the noun swap), judged and scored"
     if kind == "recolour":
         noun, _, colour, target = recolour_target(scene)
         result = edit(bundle, inversion, target, blend_words=(noun, noun), progress=False)
@@ -105,7 +105,7 @@ def _edit_record(bundle: Bundle, inversion: Inversion, scene: Scene, judge, kind
 
 
 def edit_records(bundle: Bundle, inversions: dict[str, Inversion], scene: Scene, judge) -> dict:
-    "The recolourings (`edits`) and shape swaps (`edits_shape`) of the `EDITED` methods' inversions"
+    "The recolourings (`edits`) and noun swaps (`edits_shape`) of the `EDITED` methods' inversions"
     return {key: {m: _edit_record(bundle, inversions[m], scene, judge, kind) for m in EDITED}
             for key, kind in (("edits", "recolour"), ("edits_shape", "shape"))}
 
