@@ -109,7 +109,7 @@ def edit_records(bundle: Bundle, inversions: dict[str, Inversion], scene: Scene,
     return {key: {m: _edit_record(bundle, inversions[m], scene, judge, kind) for m in EDITED}
             for key, kind in (("edits", "recolour"), ("edits_shape", "shape"))}
 
-# %% ../nbs/11_experiments.ipynb #a986a035
+# %% ../nbs/11_experiments.ipynb #ee9c642b
 def _method_record(bundle: Bundle, scene: Scene, method: str, num_steps: int
                    ) -> tuple[Inversion, dict]:
     "One method's inversion of the scene and its part of a record: IoU sweep, IoU at 0.3, cost"
@@ -137,7 +137,7 @@ def _ablation_rows(bundle: Bundle, scene: Scene, lean: Inversion, lean_iou: floa
         rows[name] = _sweep(bundle, inversion, scene)[at]
     return rows, copied
 
-
+# %% ../nbs/11_experiments.ipynb #426b15dc
 def scene_record(bundle: Bundle, index: int, scene: Scene, judge, num_steps: int = 50,
                  ablation: bool = True,  # also run the six other loss subsets of DPL-lean
                  ) -> dict:
@@ -154,7 +154,7 @@ def scene_record(bundle: Bundle, index: int, scene: Scene, judge, num_steps: int
             bundle, scene, inversions["dpl-lean"], record["methods"]["dpl-lean"]["iou"], num_steps)
     return dict(record, **edit_records(bundle, inversions, scene, judge), settings=settings)
 
-
+# %% ../nbs/11_experiments.ipynb #6bec6cbe
 def remake_methods(bundle: Bundle, record: dict, scene: Scene, judge,
                    methods: Sequence[str],  # some of `METHODS`, made with their current settings
                    ablation: bool = True,  # with DPL-lean, also run the ablation again
@@ -274,7 +274,48 @@ def run_claims(bundle: Bundle, path: str | os.PathLike, scenes: Sequence[tuple[i
         done[index] = record
     return done
 
-# %% ../nbs/11_experiments.ipynb #789202af
+# %% ../nbs/11_experiments.ipynb #efca6b6f
+def _mean(values) -> float:
+    "The mean of `values`, as a float"
+    return float(np.mean(values))
+
+
+def _edit_means(key: str,  # "edits" (the recolouring) or "edits_shape" (the noun swap)
+                rows: list[dict], edited: Sequence[str]) -> dict:
+    "Per edited method: success and distractor-preservation rates, mean background PSNR and SSIM"
+    return {m: dict(
+        success=_mean([r[key][m]["success"] for r in rows]),
+        distractor_preserved=_mean([r[key][m]["distractor_preserved"] for r in rows]),
+        bg_psnr=_mean([r[key][m]["psnr"] for r in rows if np.isfinite(r[key][m]["psnr"])]),
+        bg_ssim=_mean([r[key][m]["ssim"] for r in rows])) for m in edited}
+
+
+def _verdicts(curves: dict, ablation: dict,
+              edits: dict,  # the judged edit's `_edit_means`, NTI's first
+              ) -> dict[str, bool]:
+    "Each of the paper's claims, holds or not, from the IoU curves, the ablation and the edits"
+    inner = slice(1, len(THRESHOLDS) - 1)  # 0 and 1 are degenerate thresholds
+    claims = {f"{m} IoU above NTI at every threshold":
+              bool(np.all(np.array(curves[m])[inner] > np.array(curves["nti"])[inner]))
+              for m in curves if m.startswith("dpl-")}
+    if len(ablation) == len(ABLATION):
+        claims["all three losses best in the ablation"] = (max(ablation, key=ablation.get)
+                                                           == "all three")
+        claims["L_at alone the best single loss"] = (max(("L_at", "L_bg", "L_dj"), key=ablation.get)
+                                                     == "L_at")
+    n = edits["nti"]
+    for m, d in list(edits.items())[1:]:
+        ahead = ((d["success"], d["distractor_preserved"])
+                 != (n["success"], n["distractor_preserved"]))
+        name = "DPL" if m == "dpl-lean" else f"DPL ({m[4:]} preset)"
+        claims[f"{name} edits ahead on success and distractor preservation at equal "
+               "(within 0.1 dB) or better background PSNR"] = bool(
+            ahead and d["success"] >= n["success"]
+            and d["distractor_preserved"] >= n["distractor_preserved"]
+            and d["bg_psnr"] >= n["bg_psnr"] - 0.1)
+    return claims
+
+# %% ../nbs/11_experiments.ipynb #a6ed40e7
 def summarise(records: dict[int, dict],
               # the edit the claims are judged on: the noun swap, or "edits"
               judged: str = "edits_shape",
@@ -292,48 +333,22 @@ def summarise(records: dict[int, dict],
     # the methods every record has (records of an older run have no dpl-toy)
     methods = [m for m in METHODS if all(m in r["methods"] for r in rows)]
     edited = [m for m in EDITED if all(m in r["edits"] and m in r["edits_shape"] for r in rows)]
-    mean = lambda values: float(np.mean(values))
     curves = {m: np.mean([r["methods"][m]["iou_sweep"] for r in rows], 0).tolist() for m in methods}
-    ablation = {name: mean([r["ablation"][name] for r in rows]) for name in ABLATION
+    ablation = {name: _mean([r["ablation"][name] for r in rows]) for name in ABLATION
                 if all(name in r["ablation"] for r in rows)}
-    edit_means = lambda key, rows: {m: dict(
-        success=mean([r[key][m]["success"] for r in rows]),
-        distractor_preserved=mean([r[key][m]["distractor_preserved"] for r in rows]),
-        bg_psnr=mean([r[key][m]["psnr"] for r in rows if np.isfinite(r[key][m]["psnr"])]),
-        bg_ssim=mean([r[key][m]["ssim"] for r in rows])) for m in edited}
-    by_kind = {key: edit_means(key, rows) for key in ("edits", "edits_shape")}
-    distractor_rows = [r for r in rows if r["distractor"]]
-    cost = {m: dict(unet_evals_mean=mean([r["methods"][m]["unet_evals"] for r in rows]),
+    by_kind = {key: _edit_means(key, rows, edited) for key in ("edits", "edits_shape")}
+    looks = [r for r in rows if r["distractor"]]
+    cost = {m: dict(unet_evals_mean=_mean([r["methods"][m]["unet_evals"] for r in rows]),
                     unet_evals_max=int(max(r["methods"][m]["unet_evals"] for r in rows)),
-                    seconds_mean=mean([r["methods"][m]["seconds"] for r in rows])) for m in methods}
-    inner = slice(1, len(THRESHOLDS) - 1)  # 0 and 1 are degenerate thresholds
-    claims = {f"{m} IoU above NTI at every threshold":
-              bool(np.all(np.array(curves[m])[inner] > np.array(curves["nti"])[inner]))
-              for m in methods if m.startswith("dpl-")}
-    if len(ablation) == len(ABLATION):
-        claims["all three losses best in the ablation"] = (max(ablation, key=ablation.get)
-                                                           == "all three")
-        claims["L_at alone the best single loss"] = (max(("L_at", "L_bg", "L_dj"), key=ablation.get)
-                                                     == "L_at")
-    n = by_kind[judged]["nti"]
-    for m in edited[1:]:
-        d = by_kind[judged][m]
-        ahead = ((d["success"], d["distractor_preserved"])
-                 != (n["success"], n["distractor_preserved"]))
-        name = "DPL" if m == "dpl-lean" else f"DPL ({m[4:]} preset)"
-        claims[f"{name} edits ahead on success and distractor preservation at equal "
-               "(within 0.1 dB) or better background PSNR"] = bool(
-            ahead and d["success"] >= n["success"]
-            and d["distractor_preserved"] >= n["distractor_preserved"]
-            and d["bg_psnr"] >= n["bg_psnr"] - 0.1)
-    return dict(scenes=len(rows), distractor_scenes=len(distractor_rows),
+                    seconds_mean=_mean([r["methods"][m]["seconds"] for r in rows]))
+            for m in methods}
+    return dict(scenes=len(rows), distractor_scenes=len(looks),
                 steps=rows[0]["steps"], thresholds=THRESHOLDS.tolist(), iou_curves=curves,
                 ablation=ablation,
                 ablation_copied_scenes=sum(bool(r.get("ablation_copied")) for r in rows),
                 judged=judged, edits=by_kind["edits"],
-                edits_distractor_scenes=(edit_means("edits", distractor_rows)
-                                         if distractor_rows else None),
+                edits_distractor_scenes=_edit_means("edits", looks, edited) if looks else None,
                 edits_shape=by_kind["edits_shape"],
-                edits_shape_distractor_scenes=(edit_means("edits_shape", distractor_rows)
-                                               if distractor_rows else None),
-                cost=cost, claims=claims)
+                edits_shape_distractor_scenes=(_edit_means("edits_shape", looks, edited)
+                                               if looks else None),
+                cost=cost, claims=_verdicts(curves, ablation, by_kind[judged]))
