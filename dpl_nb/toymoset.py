@@ -18,7 +18,7 @@ __all__ = ['toymo_set', 'scenes_checksum', 'swap_target', 'recolour_target']
 
 # %% ../nbs/09a_toymoset.ipynb #5b371906
 def toymo_set(seed: int = 2023, n: int = 100,
-              world: str | World = "coats",  # "coats" (v2) or "shapes" (v1)
+              world: str | World = "coats",  # "coats" or "shapes"
               ) -> list[Scene]:
     "ToyMO-Set: `n` seeded two-object scenes with masks and braced captions; 40% distractor cases"
     world = get_world(world)

@@ -62,7 +62,7 @@ class ToyTrainConfig:
     lookalike_margin: float = 0.0
     checkpoint_every: int = 50
     snapshot_every: int = 250
-    world: str = "coats"  # the toy world of the scenes (WORLDS): "coats" (v2) or "shapes" (v1)
+    world: str = "coats"  # the toy world of the scenes (WORLDS): "coats" or "shapes"
     init: str = ""  # a run's checkpoint.pt or model folder, same world and widths ("": random)
     text_encoder: str = "trained"  # "frozen": kept at its seeded init, as SD keeps CLIP frozen
     token_std: float = 0.02  # std of the token embeddings at init (toy_models)

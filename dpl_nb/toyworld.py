@@ -22,12 +22,12 @@ SIZE = 32  # scenes are SIZE x SIZE RGB
 MAX_OBJECTS = 3  # a scene holds one to MAX_OBJECTS objects
 COLOURS = {"red": (220, 45, 45), "green": (45, 170, 70), "blue": (50, 90, 225),
            "yellow": (235, 205, 40), "purple": (150, 65, 195), "white": (245, 245, 245)}
-# the toy world (v2): a noun names an object's coat, on an outline the caption never names
+# the coats world: a noun names an object's coat, on an outline the caption never names
 OUTLINES = ("circle", "square", "diamond")
 KINDS = ("cat", "tiger", "zebra", "leopard", "giraffe", "panda")
 SIMILAR_KINDS = {"tiger": "zebra", "zebra": "tiger", "giraffe": "panda", "panda": "giraffe"}
 DARK = 0.35  # a coat's dark tone: the object's colour times DARK
-# the shapes world (v1, see Notes): a noun names the outline; two pairs of outlines look alike
+# the shapes world (see Notes): a noun names the outline; two pairs of outlines look alike
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
 SIMILAR = {"circle": "ring", "ring": "circle", "square": "diamond", "diamond": "square"}
 
@@ -39,7 +39,7 @@ class World:
     nouns: tuple[str, ...]
     similar: dict
     r_min: float
-    coats: bool  # True: a noun names a coat on a random outline (v2); False: the outline (v1)
+    coats: bool  # True: a noun names a coat on a random outline (coats world); False: the outline (shapes world)
 
     @property
     def vocabulary(self) -> tuple[str, ...]: return ("a", "and", ",") + self.nouns + tuple(COLOURS)
@@ -51,7 +51,7 @@ TOY_VOCABULARY = WORLDS["coats"].vocabulary  # the words of the toy model shippe
 
 
 def get_world(world: str | World) -> World:
-    "The `World` named `world` ('coats': v2, the default everywhere; 'shapes': v1)"
+    "The `World` named `world` ('coats', the default everywhere, or 'shapes')"
     if isinstance(world, World):
         return world
     if world not in WORLDS:
@@ -108,13 +108,13 @@ def coat_pattern(kind: str, cx: float, cy: float, radius: float, size: int = SIZ
 # %% ../nbs/09_toyworld.ipynb #aabbe500
 @dataclass
 class ToyObject:
-    "One object of a toy scene: outline, colour, centre (x, y), radius in pixels; in v2 its coat"
+    "One object of a toy scene: outline, colour, centre (x, y), radius in pixels; in the coats world its coat"
     shape: str
     colour: str
     cx: float
     cy: float
     radius: float
-    kind: str | None = None  # v2: the coat (one of KINDS) the caption names; None: v1, the shape
+    kind: str | None = None  # the coat (one of KINDS) the caption names; None: the shapes world's, the shape
 
     @property
     def noun(self) -> str:
@@ -195,7 +195,7 @@ def render_scene(objects: list[ToyObject], rng: np.random.Generator,
     for o in objects:
         cover = shape_coverage(o.shape, o.cx, o.cy, o.radius)[..., None]
         paint = np.array(COLOURS[o.colour]) / 255
-        if o.kind is not None:  # v2: the coat darkens the colour where its pattern is
+        if o.kind is not None:  # a coat darkens the colour where its pattern is
             paint = paint * (1 - (1 - DARK) * coat_pattern(o.kind, o.cx, o.cy, o.radius)[..., None])
         image = image * (1 - cover) + paint * cover
         masks.append(cover[..., 0] >= 0.5)
@@ -215,7 +215,7 @@ def place_objects(rng: np.random.Generator, world: World,
 
 def random_scene(rng: np.random.Generator, n_objects: int | None = None,
                  p_same_colour: float = 0.25, p_similar: float = 0.2, p_colour_words: float = 0.65,
-                 world: str | World = "coats",  # "coats" (v2: nouns name coats) or "shapes" (v1)
+                 world: str | World = "coats",  # "coats" (nouns name coats) or "shapes"
                  ) -> Scene:
     "A random scene of 1-3 objects (25/55/20%) with distractors (shared colours, similar nouns)"
     world = get_world(world)
