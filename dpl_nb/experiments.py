@@ -86,7 +86,7 @@ def _sweep(bundle: Bundle, inversion: Inversion, scene: Scene) -> list[float]:
 
 
 def _edit_record(bundle: Bundle, inversion: Inversion, scene: Scene, judge, kind: str) -> dict:
-    "One P2P edit of the scene's first object, `kind` 'recolour' or 'shape' (the noun swap), judged and scored"
+    "One P2P edit of the scene's first object, `kind` 'recolour' or 'shape' (noun swap), judged"
     if kind == "recolour":
         noun, _, colour, target = recolour_target(scene)
         result = edit(bundle, inversion, target, blend_words=(noun, noun), progress=False)

@@ -97,7 +97,7 @@ def object_regions(masks,  # (M, H, W) bool: one mask per object
                    r: int,  # the side of the maps' grid
                    background: bool = True,  # add the background (no object) as a last region
                    ) -> torch.Tensor:
-    "Each object's mask (and, last, the background) as its area share of each cell of an `r` x `r` grid"
+    "Each object's mask (and, last, the background) as its area share of each cell of an r x r grid"
     masks = _bool_mask(masks, "masks")
     if masks.ndim != 3:
         raise ValueError(f"masks must be (M, H, W), one per object, got shape {masks.shape}")
@@ -112,7 +112,7 @@ def map_mass(maps: torch.Tensor,  # (r, r, 77) cross maps, or (T, r, r, 77)
              masks,  # (M, H, W) bool: the objects' masks
              per_step: bool = False,  # keep the steps apart instead of averaging them
              ) -> np.ndarray:
-    "Share of each word's map on each object and, last, on the background: `(K, M + 1)`, or `(T, K, M + 1)` per step"
+    "Share `(K, M + 1)` of each word's map on each object and the background (per step: T first)"
     maps = torch.as_tensor(maps).float()
     if maps.ndim not in (3, 4) or (per_step and maps.ndim != 4):
         raise ValueError(f"maps must be {'' if per_step else '(r, r, tokens) or '}(T, r, r, tokens)"

@@ -39,7 +39,7 @@ class World:
     nouns: tuple[str, ...]
     similar: dict
     r_min: float
-    coats: bool  # True: a noun names a coat on a random outline (coats world); False: the outline (shapes world)
+    coats: bool  # True: a noun names a coat on a random outline; False: the outline
 
     @property
     def vocabulary(self) -> tuple[str, ...]: return ("a", "and", ",") + self.nouns + tuple(COLOURS)
@@ -108,13 +108,13 @@ def coat_pattern(kind: str, cx: float, cy: float, radius: float, size: int = SIZ
 # %% ../nbs/09_toyworld.ipynb #aabbe500
 @dataclass
 class ToyObject:
-    "One object of a toy scene: outline, colour, centre (x, y), radius in pixels; in the coats world its coat"
+    "One object of a toy scene: outline, colour, centre (x, y), radius in pixels; its coat"
     shape: str
     colour: str
     cx: float
     cy: float
     radius: float
-    kind: str | None = None  # the coat (one of KINDS) the caption names; None: the shapes world's, the shape
+    kind: str | None = None  # the coat (one of KINDS) the caption names; None: the shape
 
     @property
     def noun(self) -> str:

@@ -32,3 +32,12 @@ def test_chapter_8_teaches_before_its_notes():
     assert first(r"Algorithm 1:", text) < benchmark  # the algorithm box
     assert first(r"fig-dpl-pipeline", figures) < benchmark  # the diagram
     assert first(r"fig-dpl-steps", figures) < first(r"fig-dpl-edit", figures) < benchmark  # the worked example
+
+
+def test_notebook_code_fits_the_page():
+    "Code lines of at most 100 characters: the book's code column shows 100 without scrolling sideways"
+    wide = [f"{path.name} cell {i}: {len(line)} characters"
+            for path in sorted((ROOT / "nbs").glob("*.ipynb"))
+            for i, cell in enumerate(json.loads(path.read_text())["cells"]) if cell["cell_type"] == "code"
+            for line in "".join(cell["source"]).splitlines() if len(line) > 100]
+    assert not wide, "\n".join(wide)
