@@ -141,7 +141,7 @@ def draw_accuracy(bundle, judge: ObjectJudge, per_noun: int = 8, steps: int = 30
                   min_distance: float = 60.0,  # RGB sum by which an object differs from the median
                   ) -> dict[str, float]:
     "Share of single-object samples of each noun in which the judge sees that noun"
-    from dpl_nb.toymodel import sample_images  # chapter 9.2
+    from dpl_nb.toymodel import sample_images  # chapter 9.3
     nouns, colours = WORLDS[judge.world].nouns, list(COLOURS)
     asked = [(noun, colours[(i + k) % len(colours)])
              for k, noun in enumerate(nouns) for i in range(per_noun)]
