@@ -1,15 +1,16 @@
 """Fast DPL: cost and quality of DPL on cheaper inversions, beside the inversions alone, on ToyMO-Set.
 
-On the ToyMO-Set scenes of `dpl_vs_nti.py` (the first half look-alike, the second ordinary), at 50 steps and
+On the ToyMO-Set scenes of `dpl_vs_nti.py` (its first 10 look-alike and first 10 ordinary scenes), at 50 steps and
 guidance 7.5, each scene is inverted by NTI, negative-prompt inversion (`npi`), Direct Inversion (`direct`) and DPL
-with the presets `lean`, `toy` and `fast` (`dpl_lean`, `dpl_toy`, `dpl_fast`), and each inversion is edited as
-`edit_leakage.py` edits: P2P swaps the first object's braced noun, with a local blend on the swapped words. Per
-method: UNet evaluations per image (full-evaluation equivalents: a token pass stopped early counts as its share;
-mean, median, worst; the inversion only, not the edit), wall time, the mean noun IoU at 0.3 and the sweep's best
-(maps read while sampling the reconstruction), the reconstruction's PSNR against the input (null where it is identical, as Direct Inversion's can be; their count
-is `recon_identical`), and the edit's
-`success`, `distractor_kept` and background PSNR. Writes benchmarks/results/dpl_cost.json (a `methods` dict keyed
-by those names); per-scene records go to dpl_cost_scenes.jsonl beside it, and a rerun skips the scenes recorded.
+with the presets `lean`, `toy` and `fast` (`dpl_lean`, `dpl_toy`, `dpl_fast`; `fast` is `lean` on NPI, with the
+paper's constants), and each inversion is edited by `edit_leakage.py`'s `method_record` with that benchmark's settings:
+P2P swaps the first object's braced noun, with a local blend on the swapped words. Per method: UNet evaluations per
+image (full-evaluation equivalents: a token pass stopped early counts as its share; mean, median, worst; the
+inversion only, not the edit), wall time, the mean noun IoU at 0.3 and the sweep's best (maps read while sampling
+the reconstruction), the reconstruction's PSNR against the input (null where it is identical, as Direct
+Inversion's can be; their count is `recon_identical`), and the edit's `success`, `distractor_kept` and background
+PSNR. Writes benchmarks/results/dpl_cost.json (a `methods` dict keyed by those names); per-scene records go to
+dpl_cost_scenes.jsonl beside it, and a rerun skips the scenes recorded.
 
     python benchmarks/dpl_cost.py [--model toy|FOLDER] [--judge FOLDER] [--scenes 20] [--steps 50] [--workers N]
 """
@@ -21,50 +22,29 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import dpl_nb
 from _results import write_result
-from _toymo import balanced_scenes, psnr_outside, worker_state
-from dpl_nb.dpl import dpl_invert, sampled_maps
+from _toymo import balanced_scenes, worker_state
 from dpl_nb.experiments import append_record, compact_records, read_records
-from dpl_nb.inversion import invert, reconstruct
-from dpl_nb.metrics import THRESHOLDS, distractor_preserved, edit_success, grow_mask, psnr, word_ious
-from dpl_nb.models import TOY_MODEL, load_bundle, to_pil
-from dpl_nb.p2p import edit
-from dpl_nb.prompts import parse_prompt
+from dpl_nb.models import TOY_MODEL, load_bundle
 from dpl_nb.toymodel import bundle_world
-from dpl_nb.toymoset import swap_target, toymo_set
+from dpl_nb.toymoset import toymo_set
 from dpl_nb.toyworld import is_distractor
+from edit_leakage import method_record as leakage_record
 
-METHODS = {"nti": ("invert", "nti"), "npi": ("invert", "npi"), "direct": ("invert", "direct"),
-           "dpl_lean": ("dpl", "lean"), "dpl_toy": ("dpl", "toy"), "dpl_fast": ("dpl", "fast")}
+METHODS = {"nti": "nti", "npi": "npi", "direct": "direct", "dpl_lean": "lean", "dpl_toy": "toy",
+           "dpl_fast": "fast"}  # column: inversion or DPL preset
+METRICS = ("unet_evals", "seconds", "recon_psnr", "iou03", "iou_best", "success", "distractor_kept", "bg_psnr",
+           "token_updates")
 
 
 def method_record(bundle, judge, scene, method: str, steps: int) -> dict:
-    "Invert `scene` with `method`, read its maps, reconstruct it and swap its first noun; the numbers"
-    kind, name = METHODS[method]
+    "Invert `scene` with `method`, read its maps, reconstruct it and swap its first noun as edit_leakage.py does"
     torch.manual_seed(0)
-    start = time.perf_counter()
-    if kind == "invert":
-        inversion = invert(bundle, scene.pil, scene.braced, num_steps=steps, method=name, progress=False)
-    else:
-        inversion = dpl_invert(bundle, scene.pil, scene.braced, name, num_steps=steps, progress=False)
-    seconds = time.perf_counter() - start
-    positions = [w.positions for w in parse_prompt(scene.braced, bundle.tokenizer).words]
-    sweep = word_ious(sampled_maps(bundle, inversion), positions, scene.masks, THRESHOLDS).mean(0)
-    with torch.no_grad():
-        rebuilt = to_pil(bundle.decode(reconstruct(bundle, inversion, progress=False))[0])
-    old, new, target = swap_target(scene)
-    result = edit(bundle, inversion, target, blend_words=(old, new), progress=False)
-    recon = float(psnr(rebuilt, scene.pil))
-    return dict(unet_evals=float(inversion.cost.total), seconds=seconds, recon_psnr=None if np.isinf(recon) else recon,
-                iou03=float(sweep[int(np.flatnonzero(THRESHOLDS == 0.3)[0])]), iou_best=float(sweep.max()),
-                success=bool(edit_success(judge, result.edited, scene, 0, new_shape=new, keep_colour=True)),
-                distractor_kept=bool(distractor_preserved(judge, result.edited, scene, 1)),
-                bg_psnr=psnr_outside(result.edited, scene.pil, grow_mask(scene.masks[0], 1)),
-                token_updates=int(sum(inversion.trace.get("token_updates", []))))
+    record = leakage_record(bundle, judge, scene, METHODS[method], steps, recon=True)
+    return {key: record[key] for key in METRICS}
 
 
 def _record(job) -> dict:

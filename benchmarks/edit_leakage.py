@@ -50,10 +50,10 @@ from _results import write_result
 from _toymo import psnr_outside, worker_state
 from dpl_nb.dpl import DPL_PRESETS, dpl_config, dpl_invert, sampled_maps, with_options
 from dpl_nb.experiments import append_record, compact_records, read_records
-from dpl_nb.inversion import invert
-from dpl_nb.metrics import (THRESHOLDS, distractor_preserved, edit_success, grow_mask, map_mass,
+from dpl_nb.inversion import invert, reconstruct
+from dpl_nb.metrics import (THRESHOLDS, distractor_preserved, edit_success, grow_mask, map_mass, psnr,
                             word_ious)
-from dpl_nb.models import TOY_MODEL, load_bundle
+from dpl_nb.models import TOY_MODEL, load_bundle, to_pil
 from dpl_nb.p2p import edit
 from dpl_nb.prompts import parse_prompt
 from dpl_nb.toyworld import is_distractor
@@ -113,13 +113,17 @@ def dpl_settings(preset: str, settings: list[str]):
     return config
 
 
-def method_record(bundle, judge, scene, config, steps: int, self_replace: float = 0.4,
-                  blend_threshold: float = 0.3, cross_replace: float = 0.8, blend_words: str = "both") -> dict:
-    """Invert `scene` (NTI when `config` is None, Direct Inversion when 'direct', else DPL with that DPLConfig or
-    preset), swap its first noun, judge and score the edit"""
+INVERSIONS = ("nti", "npi", "direct")  # `method_record`'s configs that are an inversion alone, not DPL
+
+
+def method_record(bundle, judge, scene, config, steps: int, self_replace: float = 0.5,
+                  blend_threshold: float = 0.3, cross_replace: float = 0.8, blend_words: str = "both",
+                  recon: bool = False) -> dict:
+    """Invert `scene` (NTI when `config` is None, an inversion alone when one of INVERSIONS, else DPL with that
+    DPLConfig or preset), swap its first noun, judge and score the edit (with `recon`, also the reconstruction's PSNR)"""
     old, new, target = swap_target(scene)
     start = time.perf_counter()
-    if config is None or config == "direct":
+    if config is None or (isinstance(config, str) and config in INVERSIONS):
         inversion = invert(bundle, scene.pil, scene.braced, num_steps=steps, method=config or "nti", progress=False)
     else:
         inversion = dpl_invert(bundle, scene.pil, scene.braced, config, num_steps=steps, progress=False)
@@ -145,7 +149,16 @@ def method_record(bundle, judge, scene, config, steps: int, self_replace: float 
                 blend_cover=blend_cover(result.mask, scene.masks),
                 unet_evals=inversion.cost.total, edit_unet_evals=result.cost.total, seconds=seconds,
                 token_updates=sum(inversion.trace["token_updates"]) if inversion.method == "dpl" else 0,
-                edited_png=_png(result.edited))
+                edited_png=_png(result.edited)) | (dict(recon_psnr=reconstruction_psnr(bundle, inversion, scene))
+                                                   if recon else {})
+
+
+def reconstruction_psnr(bundle, inversion, scene) -> float | None:
+    "PSNR (dB) of the inversion's reconstruction against the scene's image; None when identical (JSON has no inf)"
+    with torch.no_grad():
+        rebuilt = to_pil(bundle.decode(reconstruct(bundle, inversion, progress=False))[0])
+    value = float(psnr(rebuilt, scene.pil))
+    return None if np.isinf(value) else value
 
 
 def settings_match(recorded: dict, settings: dict, redo: tuple = ()) -> bool:
