@@ -22,10 +22,15 @@ def balanced_scenes(n: int, scenes: list[Scene] | None = None) -> list[tuple[int
     return sorted(hard + easy, key=lambda pair: pair[0])
 
 
+def json_psnr(image, reference, mask: np.ndarray | None = None) -> float | None:
+    "PSNR (dB) of `image` against `reference` over `mask` (None: all); None when identical (JSON has no inf)"
+    value = psnr(image, reference, mask=mask)
+    return None if math.isinf(value) else float(value)
+
+
 def psnr_outside(image, reference, region: np.ndarray) -> float | None:
-    "PSNR (dB) of `image` against `reference` outside `region`; None when identical there (JSON has no inf)"
-    value = psnr(image, reference, mask=~region)
-    return None if math.isinf(value) else value
+    "PSNR (dB) of `image` against `reference` outside `region`; None when identical there"
+    return json_psnr(image, reference, ~region)
 
 
 def summary(values: list) -> dict:

@@ -25,15 +25,13 @@ import argparse
 import dataclasses
 from concurrent.futures import ProcessPoolExecutor
 import json
-import os
-import platform
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import dpl_nb
-from _results import write_result
+from _results import machine, write_result
 from _toymo import balanced_scenes
 from dpl_vs_nti import LEAN_TARGET_MAX
 from edit_leakage import chosen_scenes, dpl_settings, method_record
@@ -202,7 +200,7 @@ def main():
                                                  nti_by_scene) for b in [None, *betas]}
                      for seed in seeds} if len(seeds) > 1 else None,
         "runs": rows, "seconds_inversions": sum(r["seconds"] for r in rows), "workers": args.workers,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__,
+        "machine": machine(), "torch": torch.__version__,
         "dpl_nb": dpl_nb.__version__,
     }
     write_result(result, out)

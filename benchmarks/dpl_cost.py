@@ -15,8 +15,6 @@ dpl_cost_scenes.jsonl beside it, and a rerun skips the scenes recorded.
     python benchmarks/dpl_cost.py [--model toy|FOLDER] [--judge FOLDER] [--scenes 20] [--steps 50] [--workers N]
 """
 import argparse
-import os
-import platform
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -25,7 +23,7 @@ from pathlib import Path
 import torch
 
 import dpl_nb
-from _results import write_result
+from _results import machine, write_result
 from _toymo import balanced_scenes, worker_state
 from dpl_nb.experiments import append_record, compact_records, read_records
 from dpl_nb.models import TOY_MODEL, load_bundle
@@ -53,7 +51,7 @@ def _record(job) -> dict:
     state = worker_state(args["model"], args["judge"])
     scene = state["scenes"][index]
     record = dict(scene=index, distractor=bool(is_distractor(scene)), prompt=scene.braced, steps=args["steps"],
-                  machine=f"{platform.machine()}, {os.cpu_count()} CPUs", torch=torch.__version__)
+                  machine=machine(), torch=torch.__version__)
     for method in METHODS:
         record[method] = method_record(state["bundle"], state["judge"], scene, method, args["steps"])
     return record

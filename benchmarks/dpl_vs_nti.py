@@ -26,8 +26,6 @@ follow), to measure how much DPL's outcome depends on the order of the nouns; it
 import argparse
 import dataclasses
 from concurrent.futures import ProcessPoolExecutor
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -36,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 import dpl_nb
-from _results import write_result
+from _results import machine, write_result
 from _toymo import balanced_scenes, psnr_outside, summary
 from dpl_nb.dpl import DPL_PRESETS, dpl_invert, sampled_maps, with_options
 from dpl_nb.experiments import ablation_config
@@ -219,7 +217,7 @@ def main():
         },
         "per_scene": cases, "seconds": time.perf_counter() - start,
         "threads": 1 if args.workers > 1 else torch.get_num_threads(), "workers": args.workers,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__,
+        "machine": machine(), "torch": torch.__version__,
         "dpl_nb": dpl_nb.__version__,
     }
     path = write_result(result, out)

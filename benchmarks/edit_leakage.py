@@ -36,7 +36,6 @@ import argparse
 import base64
 import io
 import os
-import platform
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -46,12 +45,12 @@ import torch
 from PIL import Image
 
 import dpl_nb
-from _results import write_result
-from _toymo import psnr_outside, worker_state
+from _results import machine, write_result
+from _toymo import json_psnr, psnr_outside, worker_state
 from dpl_nb.dpl import DPL_PRESETS, dpl_config, dpl_invert, sampled_maps, with_options
 from dpl_nb.experiments import append_record, compact_records, read_records
 from dpl_nb.inversion import invert, reconstruct
-from dpl_nb.metrics import (THRESHOLDS, distractor_preserved, edit_success, grow_mask, map_mass, psnr,
+from dpl_nb.metrics import (THRESHOLDS, distractor_preserved, edit_success, grow_mask, map_mass,
                             word_ious)
 from dpl_nb.models import TOY_MODEL, load_bundle, to_pil
 from dpl_nb.p2p import edit
@@ -157,8 +156,7 @@ def reconstruction_psnr(bundle, inversion, scene) -> float | None:
     "PSNR (dB) of the inversion's reconstruction against the scene's image; None when identical (JSON has no inf)"
     with torch.no_grad():
         rebuilt = to_pil(bundle.decode(reconstruct(bundle, inversion, progress=False))[0])
-    value = float(psnr(rebuilt, scene.pil))
-    return None if np.isinf(value) else value
+    return json_psnr(rebuilt, scene.pil)
 
 
 def settings_match(recorded: dict, settings: dict, redo: tuple = ()) -> bool:
@@ -180,7 +178,7 @@ def _record(job) -> dict:
     scene = state["scenes"][index]
     _, new, target = swap_target(scene)
     record = dict(scene=index, distractor=bool(is_distractor(scene)), prompt=scene.braced, target=target,
-                  steps=args["steps"], settings=args["settings"], machine=f"{platform.machine()}, {os.cpu_count()} CPUs", torch=torch.__version__)
+                  steps=args["steps"], settings=args["settings"], machine=machine(), torch=torch.__version__)
     if earlier is not None:  # --redo: the other methods' records stay as they were
         record = dict(earlier, settings=args["settings"],
                       redone=sorted(set(earlier.get("redone", [])) | set(args["redo"])))

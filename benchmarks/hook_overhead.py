@@ -8,8 +8,6 @@ Writes benchmarks/results/hook_overhead.json. Target: ratio <= 1.10.
     python benchmarks/hook_overhead.py [--runs 7] [--threads N]
 """
 import argparse
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -18,7 +16,7 @@ import torch
 from diffusers import UNet2DConditionModel
 
 import dpl_nb
-from _results import write_result
+from _results import machine, write_result
 from dpl_nb.attention import AttentionStore, capture, cross_maps, select_layers
 
 
@@ -68,7 +66,7 @@ def main():
         "plain_s": plain_s, "hooked_s": hooked_s, "runs": args.runs, "times_s": times,
         "max_abs_diff": diff, "layers": len(layers), "layer_names": [l.name for l in layers],
         "config": "SD 1.x UNet, random weights, 64x64 latents, batch 2, fp32, CPU",
-        "threads": torch.get_num_threads(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "threads": torch.get_num_threads(), "machine": machine(),
         "torch": torch.__version__, "dpl_nb": dpl_nb.__version__,
     }
     out = write_result(result, args.out)

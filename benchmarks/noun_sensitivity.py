@@ -10,14 +10,13 @@ the size of the change the edit needs. Writes benchmarks/results/noun_sensitivit
     python benchmarks/noun_sensitivity.py [--scenes 20] [--model toy|FOLDER] [--out FILE]
 """
 import argparse
-import platform
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import dpl_nb
-from _results import write_result
+from _results import machine, write_result
 from dpl_nb.models import load_bundle
 from dpl_nb.toyworld import is_distractor, redraw
 from dpl_nb.toymoset import recolour_target, swap_target, toymo_set
@@ -66,7 +65,7 @@ def main():
         shift = np.mean([r[kind]["shift"] for r in records], 0)
         needed = float(np.mean([r[kind]["needed"] for r in records]))
         result[kind] = {"shift": shift.tolist(), "needed": needed, "reaches_needed": int((shift >= needed).sum())}
-    result.update(records=records, dpl_nb=dpl_nb.__version__, torch=torch.__version__, machine=platform.machine())
+    result.update(records=records, dpl_nb=dpl_nb.__version__, torch=torch.__version__, machine=machine())
     print(f"wrote {write_result(result, args.out)}")
 
 

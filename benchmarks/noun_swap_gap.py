@@ -9,14 +9,13 @@ kept, so models can be added one run at a time. Writes benchmarks/results/noun_s
 """
 import argparse
 import json
-import platform
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import dpl_nb
-from _results import write_result
+from _results import machine, write_result
 from dpl_nb.models import load_bundle
 from dpl_nb.toymodel import bundle_world, noun_swap_gap, toy_metadata
 
@@ -45,7 +44,7 @@ def main():
         off = swap["gap"][~np.eye(len(swap["nouns"]), dtype=bool)]
         print(f"{label}: smallest gap {off.min():.3f}, mean {off.mean():.3f}", flush=True)
     result.update(per_noun=args.per_noun, timesteps=[200, 400, 600], dpl_nb=dpl_nb.__version__,
-                  torch=torch.__version__, machine=platform.machine())
+                  torch=torch.__version__, machine=machine())
     print(f"wrote {write_result(result, out)}")
 
 

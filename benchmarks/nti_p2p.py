@@ -10,15 +10,13 @@ ToyMO-Set mask grown by 1 pixel. Writes benchmarks/results/nti_p2p.json (atomica
     python benchmarks/nti_p2p.py [--scenes 20] [--steps 50] [--threads N]
 """
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
 import dpl_nb
-from _results import write_result
+from _results import machine, write_result
 from _toymo import benchmark_scenes, psnr_outside, summary
 from dpl_nb.inversion import invert, reconstruct
 from dpl_nb.metrics import grow_mask
@@ -103,7 +101,7 @@ def main():
         },
         "per_scene": cases,
         "seconds": sum(column("seconds")), "threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__,
+        "machine": machine(), "torch": torch.__version__,
         "dpl_nb": dpl_nb.__version__,
     }
     out = write_result(result, args.out)

@@ -22,7 +22,6 @@ file; concatenate them afterwards). Each record names the machine and torch that
 """
 import argparse
 import os
-import platform
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 import dpl_nb
-from _results import write_result
+from _results import machine, write_result
 from dpl_nb.experiments import (METHODS, append_record, claims_job, claims_jobs, compact_records, method_settings,
                                 read_records, summarise)
 from dpl_nb.models import load_bundle
@@ -41,7 +40,7 @@ from dpl_nb.toymodel import bundle_world
 
 RESULTS = Path(__file__).parent / "results"
 _STATE = {}
-_MACHINE = f"{platform.machine()}, {os.cpu_count()} CPUs"
+_MACHINE = machine()
 
 
 def _record(job) -> dict:

@@ -22,7 +22,6 @@ Writes benchmarks/results/sd_gpu.json (atomically) after each method; run again 
 import argparse
 import dataclasses
 import json
-import os
 import platform
 import resource
 import time

@@ -1,6 +1,6 @@
 """What the toy model costs on one CPU core: a UNet forward at batch 1, a forward + backward, a 50-step DPL-lean run.
 
-The CPU budget of toy world v2 (issue #17): the toy model's UNet forward at batch 1 on one core, and a 50-step
+The CPU budget of the toy world: the toy model's UNet forward at batch 1 on one core, and a 50-step
 DPL-`lean` inversion under 3 minutes of one core. Times the median of --runs forwards (batch 1, no grad) and of
 forward + backward passes to the text embedding (what a token update costs), then one 50-step DPL-lean inversion
 of the first look-alike ToyMO-Set scene of the model's world, and projects the lean preset's worst case (3,400 UNet
