@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 echo "== 1/4 sync check (nbdev_clean + nbdev_export leave nbs/ and dpl_nb/ unchanged)"
 bash tools/check_sync.sh
 echo "== 2/4 package tests (pytest tests)"
-python -m pytest -q -p no:cacheprovider tests
+# one pytest worker per core (pytest-xdist), each on one thread: the tests are many small torch
+# programs, which two threads per process do not speed up
+OMP_NUM_THREADS=1 python -m pytest -q -p no:cacheprovider -n auto tests
 echo "== 3/4 notebook tests and book build (every chapter executed once, one per core; warnings are errors)"
 # tools/execute_book.py executes each page with the cells nbdev_test would run (it checks that the `#| notest` flags
 # and the book's skip-execution tags agree), stops with the traceback of any failing cell, and the book is built from
